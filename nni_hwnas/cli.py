@@ -1,0 +1,66 @@
+"""The ``nni-hwnas`` command line. User mistakes print one line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .errors import UserError
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .launch import run_search
+
+    config = load_config(args.config)
+    if args.seed is not None:
+        config.seed = args.seed
+    if args.max_trials is not None:
+        config.experiment.max_trials = args.max_trials
+    run_search(config, port=args.port, output=args.output, keep_ui=args.keep_ui)
+    return 0
+
+
+def _spaces(args: argparse.Namespace) -> int:
+    from search_spaces import load_preset, preset_names
+
+    for name in preset_names():
+        space, choices = load_preset(name)
+        print(f"{name:20s} space={space:14s} " + " ".join(f"{k}={v}" for k, v in choices.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nni-hwnas", description="Hardware-aware NAS on NNI 3.0")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    search = commands.add_parser("search", help="run a search through NNI's experiment manager and web UI")
+    search.add_argument("--config", required=True, help="experiment YAML, e.g. experiments/quickstart.yaml")
+    search.add_argument("--port", type=int, default=None, help="web UI / NNI manager port (default: config's)")
+    search.add_argument("--output", default=None, help="results directory (default results/<experiment id>)")
+    search.add_argument("--keep-ui", action="store_true", help="keep the web UI up after the search until Ctrl-C")
+    search.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    search.add_argument("--max-trials", type=int, default=None, help="override experiment.max_trials")
+    search.set_defaults(func=_search)
+
+    spaces = commands.add_parser("spaces", help="list the bundled space presets")
+    spaces.set_defaults(func=_spaces)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"nni-hwnas: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nni-hwnas: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

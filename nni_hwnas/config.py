@@ -1,0 +1,183 @@
+"""Experiment YAML -> typed, validated dataclasses; one clear line per bad key or value.
+
+Keys are snake_case and strict: an unknown key is named with the closest valid one, a bad value
+with its bound. Relative paths resolve against the YAML file's folder, so a config runs the same
+from any working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import UserError, closest
+
+
+def _bounded(default: Any, *, low: float | None = None, high: float | None = None,
+             choices: tuple | None = None) -> Any:
+    return field(default=default, metadata={"low": low, "high": high, "choices": choices})
+
+
+@dataclass
+class DatasetConfig:
+    """Which data, from where. ``data_root`` holds the MedMNIST ``.npz`` / CIFAR-10 folder."""
+
+    name: str = "digits"
+    data_root: str | None = None
+    download: bool = False
+    val_fraction: float = _bounded(0.2, low=0.01, high=0.9)
+    test_fraction: float = _bounded(0.2, low=0.01, high=0.9)
+
+
+@dataclass
+class SpaceConfig:
+    """A space by name or by preset; ``choices`` overrides the preset's values per kind."""
+
+    name: str | None = None
+    preset: str | None = None
+    choices: dict = field(default_factory=dict)
+
+
+@dataclass
+class StrategyConfig:
+    """An NNI built-in strategy (or ours) by name, with its constructor arguments."""
+
+    name: str = "Random"
+    args: dict = field(default_factory=dict)
+
+
+@dataclass
+class EvaluatorConfig:
+    """How a trial scores a candidate: short SGD training (``kind: train``)."""
+
+    kind: str = _bounded("train", choices=("train",))
+    epochs: int = _bounded(3, low=1, high=1000)
+    batch_size: int = _bounded(64, low=1, high=65536)
+    learning_rate: float = _bounded(0.05, low=1e-7, high=10.0)
+    momentum: float = _bounded(0.9, low=0.0, high=0.999)
+    weight_decay: float = _bounded(5e-4, low=0.0, high=1.0)
+    lr_schedule: str = _bounded("cosine", choices=("cosine", "step", "constant"))
+    train_subset: int | None = _bounded(None, low=1)
+    augment: bool = True
+    threads: int = _bounded(1, low=1, high=256)
+    latency_repeats: int = _bounded(30, low=1, high=10000)
+
+
+@dataclass
+class ExperimentConfig:
+    """NNI experiment settings: trial budget, concurrency, web UI port, working directory."""
+
+    max_trials: int = _bounded(12, low=1, high=100000)
+    concurrency: int = _bounded(2, low=1, high=256)
+    port: int = _bounded(8080, low=1024, high=65535)
+    max_duration: str | None = None
+    working_directory: str | None = None
+
+
+@dataclass
+class RunConfig:
+    """One search: data, space, evaluator, strategy and the NNI experiment around them."""
+
+    name: str = "nni-hwnas"
+    seed: int = _bounded(0, low=0, high=2**31 - 1)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    output: str | None = None
+    source: str | None = field(default=None, metadata={"internal": True})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            dict: "a mapping", list: "a list"}.get(tp, str(tp))
+
+
+def _coerce(where: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(where, value, options[0], meta)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise UserError(f"config: `{where}` must be a mapping of keys, got {value!r}")
+        return _build(tp, value, where)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            value = float(value)  # YAML reads 5e-4 as a string
+        except ValueError:
+            pass
+    ok = isinstance(value, tp) and not (tp in (int, float) and isinstance(value, bool))
+    if not ok:
+        raise UserError(f"config: `{where}` must be {_type_name(tp)}, got {value!r}")
+    low, high, choices = meta.get("low"), meta.get("high"), meta.get("choices")
+    if choices is not None and value not in choices:
+        raise UserError(f"config: `{where}` is {value!r}{closest(value, choices)}; allowed: {', '.join(map(str, choices))}")
+    if low is not None and value < low:
+        raise UserError(f"config: `{where}` must be >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise UserError(f"config: `{where}` must be <= {high}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    for key in data:
+        if key not in fields:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise UserError(f"config: unknown key `{where}`{closest(key, fields)}; allowed here: {', '.join(fields)}")
+    values = {}
+    for name, f in fields.items():
+        if name in data:
+            where = f"{prefix}.{name}" if prefix else name
+            values[name] = _coerce(where, data[name], hints[name], f.metadata)
+    return cls(**values)
+
+
+def parse_config(data: Mapping[str, Any] | None, base_dir: Path | None = None) -> RunConfig:
+    """Validate a config mapping; relative paths resolve against ``base_dir``."""
+    config = _build(RunConfig, data or {})
+    base = (base_dir or Path.cwd()).resolve()
+    if config.dataset.data_root is not None:
+        config.dataset.data_root = str((base / Path(config.dataset.data_root).expanduser()).resolve())
+    if config.experiment.working_directory is not None:
+        config.experiment.working_directory = str((base / Path(config.experiment.working_directory).expanduser()).resolve())
+    if config.space.preset is not None and config.space.preset.endswith((".yaml", ".yml")):
+        config.space.preset = str((base / config.space.preset).resolve())
+    if config.space.name is None and config.space.preset is None:
+        config.space.name = "conv_net"
+    return config
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate an experiment YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} not found; pass an existing YAML file, e.g. experiments/quickstart.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise UserError(f"config {path} is not valid YAML{where} ({problem}): fix the syntax") from None
+    if data is not None and not isinstance(data, Mapping):
+        raise UserError(f"config {path} must be a YAML mapping of sections (dataset, space, ...), got {type(data).__name__}")
+    config = parse_config(data, path.parent)
+    config.source = str(path.resolve())
+    return config

@@ -1,0 +1,239 @@
+"""Launch a search through NNI's experiment manager and turn it into a results directory.
+
+The flow: validate everything that can be checked before NNI starts (config, data files, space,
+strategy, port), start a ``NasExperiment`` on the local training service (the web UI comes with
+it), show progress from the REST API, then read every trial back through the same REST API the
+web UI uses and write the results. Ctrl-C keeps what finished: results are written, then the
+experiment stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import RunConfig
+from .errors import UserError
+from .nni_rest import NniRestClient
+from .results import trial_rows, write_results
+from .runinfo import run_record
+
+TERMINAL = {"SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"}
+_log = logging.getLogger("nni_hwnas")
+
+
+def check_port_free(port: int) -> None:
+    """NNI's manager listens on all interfaces; fail early, in one line, if ``port`` is taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            raise UserError(f"port {port} is already in use; choose another with --port "
+                            f"(or `experiment.port` in the config)") from None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def resolve_space(config: RunConfig) -> tuple[str, dict]:
+    """Space name and choices from ``space.name`` / ``space.preset`` / ``space.choices``."""
+    from search_spaces import load_preset
+
+    name, choices = config.space.name, {}
+    if config.space.preset is not None:
+        preset_space, choices = load_preset(config.space.preset)
+        if name is not None and name != preset_space:
+            raise UserError(f"config: space.name is {name!r} but preset {config.space.preset!r} "
+                            f"is for {preset_space!r}; drop one of them")
+        name = preset_space
+    choices = {**choices, **(config.space.choices or {})}
+    return str(name), choices
+
+
+@dataclass
+class PreparedSearch:
+    """Everything built and validated before NNI starts."""
+
+    config: RunConfig
+    space_name: str
+    choices: dict
+    definition: Any
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    dataset_source: str
+
+
+def prepare(config: RunConfig) -> PreparedSearch:
+    """Load the data once (missing files fail here, not in every trial) and validate the space."""
+    from search_spaces import make_definition
+
+    from .datasets import load_dataset
+    from .strategy_registry import strategy_names
+
+    if config.strategy.name not in strategy_names():
+        from .errors import unknown
+
+        raise unknown("strategy", config.strategy.name, strategy_names())
+    space_name, choices = resolve_space(config)
+    data = load_dataset(config.dataset.name, data_root=config.dataset.data_root, seed=config.seed,
+                        download=config.dataset.download, val_fraction=config.dataset.val_fraction,
+                        test_fraction=config.dataset.test_fraction)
+    definition = make_definition(space_name, choices, data.input_shape, data.num_classes)
+    return PreparedSearch(config, space_name, {k: list(v) for k, v in definition.choices.items()},
+                          definition, tuple(data.input_shape), data.num_classes, data.source)
+
+
+def make_evaluator(prepared: PreparedSearch) -> Any:
+    """NNI ``FunctionalEvaluator`` around :func:`nni_hwnas.trial.train_and_report`."""
+    from nni.nas.evaluator import FunctionalEvaluator
+
+    from .trial import train_and_report
+
+    cfg = prepared.config
+    ev = cfg.evaluator
+    # The trial must load data from the same absolute place the driver checked.
+    from .datasets import resolve_data_root
+
+    dataset = {"name": cfg.dataset.name, "data_root": str(resolve_data_root(cfg.dataset.data_root)),
+               "download": False, "val_fraction": cfg.dataset.val_fraction,
+               "test_fraction": cfg.dataset.test_fraction}
+    training = {"epochs": ev.epochs, "batch_size": ev.batch_size, "learning_rate": ev.learning_rate,
+                "momentum": ev.momentum, "weight_decay": ev.weight_decay, "lr_schedule": ev.lr_schedule,
+                "train_subset": ev.train_subset, "augment": ev.augment}
+    return FunctionalEvaluator(train_and_report, dataset=dataset, training=training, seed=cfg.seed,
+                               threads=ev.threads, latency_repeats=ev.latency_repeats)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the driver's RNGs (strategies without a ``seed`` argument draw from these)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class ProgressMonitor:
+    """A tqdm bar fed from the REST API in a background thread: finished trials, best score."""
+
+    def __init__(self, client: NniRestClient, total: int, interval_s: float = 2.0) -> None:
+        self.client, self.total, self.interval_s = client, total, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> "ProgressMonitor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        from tqdm import tqdm
+
+        with tqdm(total=self.total, desc="trials", unit="trial", dynamic_ncols=True) as bar:
+            while True:
+                stopping = self._stop.wait(self.interval_s)
+                try:
+                    views = self.client.trials()
+                except Exception:  # manager starting or stopping: try again next tick
+                    views = None
+                if views is not None:
+                    done = [v for v in views if v.status in TERMINAL]
+                    failed = sum(v.status != "SUCCEEDED" for v in done)
+                    scores = [v.metrics.get("default") for v in done if isinstance(v.metrics.get("default"), (int, float))]
+                    bar.n = min(len(done), self.total)
+                    bar.set_postfix(best=f"{max(scores):.4f}" if scores else "-", failed=failed, refresh=False)
+                    bar.refresh()
+                if stopping:
+                    return
+
+
+def wait_until_finished(client: NniRestClient, timeout_s: float = 60.0) -> None:
+    """Wait until no trial is waiting or running (after the strategy returned)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        views = client.trials()
+        if all(v.status in TERMINAL for v in views):
+            return
+        time.sleep(1.0)
+
+
+def run_search(config: RunConfig, *, port: int | None = None, output: str | Path | None = None,
+               keep_ui: bool = False, echo: Callable[[str], None] = print) -> Path:
+    """Run one search end to end and return the results directory."""
+    prepared = prepare(config)
+    port = int(port if port is not None else config.experiment.port)
+    check_port_free(port)
+    seed_everything(config.seed)
+
+    from nni.nas.experiment import NasExperiment
+    from search_spaces import make_model_space
+
+    from .strategy_registry import make_strategy
+
+    space = make_model_space(prepared.space_name, prepared.choices, prepared.input_shape, prepared.num_classes)
+    strategy = make_strategy(config.strategy.name, config.strategy.args, config.seed)
+    experiment = NasExperiment(space, make_evaluator(prepared), strategy)
+    exp_cfg = experiment.config
+    exp_cfg.experiment_name = config.name
+    exp_cfg.max_trial_number = config.experiment.max_trials
+    exp_cfg.trial_concurrency = config.experiment.concurrency
+    if config.experiment.max_duration:
+        exp_cfg.max_experiment_duration = config.experiment.max_duration
+    if config.experiment.working_directory:
+        exp_cfg.experiment_working_directory = config.experiment.working_directory
+
+    client = NniRestClient(port)
+    echo(f"nni-hwnas: experiment {experiment.id}: {config.strategy.name} over {prepared.space_name} "
+         f"({prepared.definition.size()} label combinations) on {config.dataset.name}, "
+         f"{config.experiment.max_trials} trials, {config.experiment.concurrency} at a time")
+    echo(f"nni-hwnas: web UI at http://127.0.0.1:{port} (NNI listens on all interfaces; "
+         f"firewall the port on shared networks)")
+    started = time.time()
+    interrupted = False
+    out_dir = Path(output or config.output or Path("results") / experiment.id)
+    try:
+        try:
+            with ProgressMonitor(client, config.experiment.max_trials):
+                experiment.start(port)
+                experiment._wait_completion()  # NNI 3.0: waits for the engine's submitted models
+                wait_until_finished(client)
+        except KeyboardInterrupt:
+            interrupted = True
+            echo("nni-hwnas: interrupted; writing the results of finished trials")
+        rows = trial_rows(client.trials())
+        info = run_record(config.seed, config.to_dict(), experiment_id=experiment.id, port=port,
+                          space=prepared.space_name, space_choices=prepared.choices,
+                          input_shape=list(prepared.input_shape), num_classes=prepared.num_classes,
+                          dataset_source=prepared.dataset_source,
+                          experiment_directory=str(Path(exp_cfg.experiment_working_directory).expanduser() / experiment.id),
+                          wall_seconds=time.time() - started, interrupted=interrupted)
+        paths = write_results(out_dir, rows, info,
+                              title=f"{config.strategy.name} on {config.dataset.name} ({prepared.space_name})")
+        n_ok = sum(r["status"] == "SUCCEEDED" for r in rows)
+        echo(f"nni-hwnas: {n_ok}/{len(rows)} trials succeeded; results in {out_dir} "
+             f"({', '.join(p.name for p in paths.values())})")
+        if keep_ui and not interrupted:
+            echo(f"nni-hwnas: web UI stays up at http://127.0.0.1:{port}; press Ctrl-C to stop")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        experiment.stop()
+    return out_dir

@@ -1,0 +1,40 @@
+"""PNG plots next to the JSON/CSV results (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_pareto(rows: Sequence[Mapping], front: Sequence[Mapping], path: Path, *, x: str = "latency_ms",
+                y: str = "accuracy", title: str = "") -> Path:
+    """Scatter every trial (over-budget ones hollow) and draw the Pareto front as a staircase."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    inside = [r for r in rows if r.get("within_budget", 1) == 1]
+    outside = [r for r in rows if r.get("within_budget", 1) != 1]
+    ax.scatter([r[x] for r in inside], [r[y] for r in inside], s=22, color="tab:blue", alpha=0.6,
+               label=f"trials ({len(inside)})")
+    if outside:
+        ax.scatter([r[x] for r in outside], [r[y] for r in outside], s=22, facecolors="none",
+                   edgecolors="tab:gray", label=f"over budget ({len(outside)})")
+    if front:
+        ordered = sorted(front, key=lambda r: r[x])
+        ax.step([r[x] for r in ordered], [r[y] for r in ordered], where="post", color="tab:red")
+        ax.scatter([r[x] for r in ordered], [r[y] for r in ordered], s=40, color="tab:red",
+                   label=f"Pareto front ({len(ordered)})", zorder=3)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,97 @@
+"""The results directory: every trial, the Pareto front, a plot and the run record.
+
+``trials.csv`` / ``trials.json`` (one row per trial: id, status, sample labels, metrics),
+``pareto.json`` (the non-dominated in-budget trials over the chosen objectives, computed by
+:mod:`nni_hwnas.pareto`), ``pareto.png`` and ``run.json`` (seed, config, versions, machine).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .metrics import CONTRACT_KEYS, to_losses
+from .nni_rest import TrialView
+from .pareto import pareto_front_indices
+from .plots import plot_pareto
+
+DEFAULT_OBJECTIVES = ("accuracy", "latency_ms")
+
+
+def trial_rows(views: Iterable[TrialView]) -> list[dict[str, Any]]:
+    """Flatten trial views into rows: identity, status, timing, sample labels, then metrics."""
+    rows = []
+    for view in views:
+        row: dict[str, Any] = {"trial_id": view.trial_id, "parameter_id": view.parameter_id,
+                               "status": view.status, "duration_s": view.duration_s}
+        row.update({f"arch.{label}": value for label, value in sorted(view.sample.items())})
+        row.update(view.metrics)
+        rows.append(row)
+    return rows
+
+
+def completed(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> list[Mapping[str, Any]]:
+    """Rows that finished and reported every objective."""
+    return [r for r in rows if r.get("status") == "SUCCEEDED" and all(
+        isinstance(r.get(k), (int, float)) for k in objectives)]
+
+
+def pareto_rows(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str] = DEFAULT_OBJECTIVES,
+                only_within_budget: bool = True) -> list[Mapping[str, Any]]:
+    """The non-dominated rows (over-budget ones excluded unless asked), sorted by the first objective."""
+    candidates = [r for r in completed(rows, objectives)
+                  if not only_within_budget or r.get("within_budget", 1) == 1]
+    if not candidates:
+        return []
+    indices = pareto_front_indices(to_losses(candidates, objectives))
+    return [candidates[i] for i in indices]
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    leading = ["trial_id", "parameter_id", "status", "duration_s"]
+    arch = sorted({k for r in rows for k in r if k.startswith("arch.")})
+    metric_keys = {k for r in rows for k in r} - set(leading) - set(arch)
+    metrics = [k for k in CONTRACT_KEYS if k in metric_keys] + sorted(metric_keys - set(CONTRACT_KEYS))
+    return leading + arch + metrics
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return str(value)
+
+
+def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]], run_info: Mapping[str, Any],
+                  objectives: Sequence[str] = DEFAULT_OBJECTIVES, title: str = "") -> dict[str, Path]:
+    """Write every results file into ``out_dir`` and return their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / name for name in ("trials.csv", "trials.json", "pareto.json", "pareto.png", "run.json")}
+    columns = _columns(rows)
+    with paths["trials.csv"].open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in columns})
+    write_json(paths["trials.json"], list(rows))
+    front = pareto_rows(rows, objectives)
+    write_json(paths["pareto.json"], {
+        "objectives": list(objectives),
+        "only_within_budget": True,
+        "trials_completed": len(completed(rows, objectives)),
+        "front": list(front),
+    })
+    plot_pareto(completed(rows, objectives), front, paths["pareto.png"], x=objectives[1], y=objectives[0],
+                title=title)
+    write_json(paths["run.json"], dict(run_info))
+    return paths

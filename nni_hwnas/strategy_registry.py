@@ -1,0 +1,57 @@
+"""NNI strategies by name, as a config or the command line names them.
+
+Built-ins are NNI's own classes, constructed with the user's ``args`` plus the run's seed where
+they take one. Constructor mistakes (an unknown argument) become one-line errors.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping
+
+from .errors import UserError, unknown
+
+
+def _builtin(name: str) -> Callable[..., Any]:
+    import nni.nas.strategy as nas_strategy
+
+    return getattr(nas_strategy, name)
+
+
+BUILTIN_STRATEGIES = ("Random", "GridSearch", "RegularizedEvolution", "TPE", "PolicyBasedRL")
+
+
+def strategy_names() -> list[str]:
+    return list(BUILTIN_STRATEGIES)
+
+
+def _accepted_args(factory: Callable[..., Any]) -> list[str]:
+    signature = inspect.signature(factory.__init__ if inspect.isclass(factory) else factory)
+    return [p.name for p in signature.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def make_strategy(name: str, args: Mapping[str, Any] | None, seed: int) -> Any:
+    """Build the NNI strategy ``name`` with ``args``; the run's seed is passed where accepted."""
+    if name not in BUILTIN_STRATEGIES:
+        raise unknown("strategy", name, strategy_names())
+    factory = _builtin(name)
+    kwargs = dict(args or {})
+    accepted = _accepted_args(factory)
+    if name == "TPE":
+        from nni.algorithms.hpo.tpe_tuner import TpeTuner
+
+        accepted = _accepted_args(TpeTuner)
+    for key in kwargs:
+        if key not in accepted:
+            raise UserError(f"strategy {name!r} does not take argument {key!r}; it takes: {', '.join(accepted)}")
+    if "seed" in accepted:
+        kwargs.setdefault("seed", seed)
+    if name == "TPE":
+        # NNI's TPE strategy minimises by default (TpeTuner's optimize_mode), while NAS metrics
+        # (``default`` = accuracy) are to be maximised like every other NNI strategy does.
+        kwargs.setdefault("optimize_mode", "maximize")
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError, ImportError) as exc:
+        raise UserError(f"strategy {name!r} cannot be built from {kwargs}: {exc}") from None

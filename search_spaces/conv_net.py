@@ -1,0 +1,60 @@
+"""``conv_net``: the CIFAR-10 evolutionary study's space (seed 000).
+
+1-5 conv layers, each with its own filter count (16-128), kernel (3/5/7) and optional
+batch-norm, ReLU and a 2x2 max-pool (skipped once the map is 1x1, see
+:func:`~search_spaces.layers.should_pool`), then dropout and a linear classifier on the flattened
+map. Labels: ``depth``, ``conv{i}_filters``, ``conv{i}_kernel``, ``conv{i}_bn``, ``dropout``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .definition import ChoiceRule, SpaceDefinition
+from .layers import LayerSpec, should_pool
+
+
+class ConvNetDefinition(SpaceDefinition):
+    name = "conv_net"
+    rules = {
+        "depth": ChoiceRule(int, 1, 8),
+        "filters": ChoiceRule(int, 1, 1024),
+        "kernel": ChoiceRule(int, 1, 11, odd=True),
+        "batch_norm": ChoiceRule(bool),
+        "dropout": ChoiceRule(float, 0.0, 0.95),
+    }
+    defaults = {
+        "depth": [1, 2, 3, 4, 5],
+        "filters": [16, 32, 64, 96, 128],
+        "kernel": [3, 5, 7],
+        "batch_norm": [False, True],
+        "dropout": [0.0, 0.25, 0.5],
+    }
+
+    def labels(self) -> dict[str, tuple]:
+        labels: dict[str, tuple] = {"depth": self.choices["depth"]}
+        for i in range(max(self.choices["depth"])):
+            labels[f"conv{i}_filters"] = self.choices["filters"]
+            labels[f"conv{i}_kernel"] = self.choices["kernel"]
+            labels[f"conv{i}_bn"] = self.choices["batch_norm"]
+        labels["dropout"] = self.choices["dropout"]
+        return labels
+
+    def active_labels(self, sample: Mapping[str, Any]) -> list[str]:
+        depth = self.complete(sample)["depth"]
+        layer = [f"conv{i}_{part}" for i in range(depth) for part in ("filters", "kernel", "bn")]
+        return ["depth", *layer, "dropout"]
+
+    def describe(self, sample: Mapping[str, Any]) -> list[LayerSpec]:
+        full = self.complete(sample)
+        channels, hw, _ = self.input_shape
+        specs: list[LayerSpec] = []
+        for i in range(full["depth"]):
+            spec = LayerSpec("conv", channels, full[f"conv{i}_filters"], in_hw=hw,
+                             kernel=full[f"conv{i}_kernel"], batch_norm=full[f"conv{i}_bn"],
+                             relu=True, pool=should_pool(hw))
+            specs.append(spec)
+            channels, hw = spec.out_ch, spec.out_hw
+        specs.append(LayerSpec("linear", channels * hw * hw, self.num_classes, relu=False,
+                               flatten=True, dropout=full["dropout"]))
+        return specs

@@ -1,0 +1,152 @@
+"""A search space as plain data, independent of NNI.
+
+:class:`SpaceDefinition` holds the allowed values of each choice (from a YAML preset), the input
+shape and the class count, and maps a *sample* (choice label -> value, NNI's format) to the
+:class:`~search_spaces.layers.LayerSpec` list of the network it describes. Cost models, latency
+tables and strategies use it directly: building an NNI ``ModelSpace`` costs milliseconds, a
+description costs microseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from nni_hwnas.errors import UserError, unknown
+
+from .layers import LayerSpec
+
+
+@dataclass(frozen=True)
+class ChoiceRule:
+    """What values a choice kind may take in this space (the outer bounds a preset may widen to)."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    odd: bool = False
+
+    def describe(self) -> str:
+        if self.kind is bool:
+            return "true/false"
+        text = f"{self.kind.__name__}s in [{self.low}, {self.high}]" if self.high is not None else \
+            f"{self.kind.__name__}s >= {self.low}"
+        return text + (", odd" if self.odd else "")
+
+    def check(self, space: str, name: str, value: Any) -> Any:
+        """Return ``value`` coerced to the rule's type, or raise a one-line :class:`UserError`."""
+        bad = UserError(f"space {space!r}: choice {name!r} has value {value!r}; allowed: {self.describe()}")
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise bad
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        if self.kind is int:
+            if float(value) != int(value):
+                raise bad
+            value = int(value)
+        else:
+            value = float(value)
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise bad
+        if self.odd and value % 2 != 1:
+            raise bad
+        return value
+
+
+@dataclass(frozen=True)
+class SpaceDefinition:
+    """Base for our spaces' pure descriptions. Subclasses set ``name``, ``rules`` and ``defaults``
+    and implement :meth:`labels` and :meth:`describe`."""
+
+    choices: Mapping[str, tuple]
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+    name: ClassVar[str] = ""
+    rules: ClassVar[dict[str, ChoiceRule]] = {}
+    defaults: ClassVar[dict[str, list]] = {}
+
+    @classmethod
+    def create(cls, choices: Mapping[str, Sequence] | None, input_shape: Sequence[int],
+               num_classes: int) -> "SpaceDefinition":
+        """Validate preset choices (missing kinds take the defaults) and the data shape."""
+        merged: dict[str, tuple] = {}
+        given = dict(choices or {})
+        for key in given:
+            if key not in cls.rules:
+                raise unknown(f"choice of space {cls.name!r}", key, cls.rules)
+        for key, rule in cls.rules.items():
+            values = given.get(key, cls.defaults[key])
+            if not isinstance(values, (list, tuple)) or len(values) == 0:
+                raise UserError(f"space {cls.name!r}: choice {key!r} must be a non-empty list of values, got {values!r}")
+            checked = tuple(rule.check(cls.name, key, v) for v in values)
+            merged[key] = tuple(dict.fromkeys(checked))  # drop repeats, keep order
+        shape = tuple(int(v) for v in input_shape)
+        if len(shape) != 3 or min(shape) < 1 or shape[1] != shape[2]:
+            raise UserError(f"space {cls.name!r}: input shape must be (channels, size, size) with square images, got {shape}")
+        if int(num_classes) < 1:
+            raise UserError(f"space {cls.name!r}: num_classes must be >= 1, got {num_classes}")
+        return cls(merged, shape, int(num_classes))
+
+    # --- what subclasses define ---------------------------------------------------------
+    def labels(self) -> dict[str, tuple]:
+        """Every choice label of the space with its candidate values (stable, human-readable)."""
+        raise NotImplementedError(f"{type(self).__name__} must define labels()")
+
+    def describe(self, sample: Mapping[str, Any]) -> list[LayerSpec]:
+        """The layers of the network ``sample`` selects."""
+        raise NotImplementedError(f"{type(self).__name__} must define describe()")
+
+    def active_labels(self, sample: Mapping[str, Any]) -> list[str]:
+        """Labels that change the network for this sample (others, e.g. of unused layers, don't)."""
+        return list(self.labels())
+
+    # --- shared behaviour ---------------------------------------------------------------
+    def mutable_labels(self) -> dict[str, tuple]:
+        """Labels with more than one value: what a strategy searches over."""
+        return {label: values for label, values in self.labels().items() if len(values) > 1}
+
+    def complete(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        """Fill single-valued labels and check every value is allowed."""
+        full: dict[str, Any] = {}
+        for label, values in self.labels().items():
+            if len(values) == 1 and label not in sample:
+                full[label] = values[0]
+                continue
+            if label not in sample:
+                raise UserError(f"space {self.name!r}: sample lacks choice {label!r}")
+            value = sample[label]
+            if value not in values:
+                raise UserError(f"space {self.name!r}: choice {label!r} = {value!r} is not one of {list(values)}")
+            full[label] = value
+        return full
+
+    def canonical(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        """The sample reduced to its active labels: two samples name the same network iff equal."""
+        full = self.complete(sample)
+        return {label: full[label] for label in sorted(self.active_labels(full))}
+
+    def arch_id(self, sample: Mapping[str, Any]) -> str:
+        """A short stable hash of the canonical sample, for caches and deduplication."""
+        text = json.dumps(self.canonical(sample), sort_keys=True, default=str)
+        return hashlib.sha1(f"{self.name}:{text}".encode()).hexdigest()[:12]
+
+    def random_sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        labels = self.mutable_labels()
+        return {label: values[int(rng.integers(len(values)))] for label, values in labels.items()}
+
+    def extreme_sample(self, pick: str) -> dict[str, Any]:
+        """Every label at its smallest (``"min"``) or largest (``"max"``) value; bools: False < True."""
+        choose = min if pick == "min" else max
+        return {label: choose(values) for label, values in self.mutable_labels().items()}
+
+    def size(self) -> int:
+        """Number of label combinations (an upper bound on distinct networks)."""
+        return math.prod(len(v) for v in self.mutable_labels().values())

@@ -1,0 +1,68 @@
+"""Look up spaces and presets by name; build definitions (pure) or NNI model spaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from nni_hwnas.errors import UserError, unknown
+
+from .conv_net import ConvNetDefinition
+from .definition import SpaceDefinition
+from .medmnist_cnn import MedmnistCnnDefinition
+
+DEFINITIONS: dict[str, type[SpaceDefinition]] = {
+    ConvNetDefinition.name: ConvNetDefinition,
+    MedmnistCnnDefinition.name: MedmnistCnnDefinition,
+}
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def space_names() -> list[str]:
+    return sorted(DEFINITIONS)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name_or_path: str | Path) -> tuple[str, dict[str, list]]:
+    """Read a preset (a bundled name, or a YAML path) into ``(space name, choices)``."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        if str(name_or_path) not in preset_names():
+            raise unknown("space preset", str(name_or_path), preset_names())
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"preset {path} is not valid YAML{where}: fix the syntax") from None
+    if not isinstance(data, dict) or set(data) - {"space", "choices"} or "space" not in data:
+        raise UserError(f"preset {path} must be a mapping with keys 'space' and 'choices'")
+    space = data["space"]
+    if space not in DEFINITIONS:
+        raise unknown("space", space, DEFINITIONS)
+    return space, dict(data.get("choices") or {})
+
+
+def make_definition(space: str, choices: Mapping[str, Sequence] | None,
+                    input_shape: Sequence[int], num_classes: int) -> SpaceDefinition:
+    """Validated pure description of a space (no NNI import)."""
+    if space not in DEFINITIONS:
+        raise unknown("space", space, DEFINITIONS)
+    return DEFINITIONS[space].create(choices, input_shape, num_classes)
+
+
+def make_model_space(space: str, choices: Mapping[str, Sequence] | None,
+                     input_shape: Sequence[int], num_classes: int) -> Any:
+    """The NNI ``ModelSpace`` for a space (imports ``nni.nas``: seconds, so only when needed)."""
+    definition = make_definition(space, choices, input_shape, num_classes)
+    from .model_space import ConvNetSpace, MedmnistCnnSpace
+
+    classes = {"conv_net": ConvNetSpace, "medmnist_cnn": MedmnistCnnSpace}
+    return classes[space](choices={k: list(v) for k, v in definition.choices.items()},
+                          input_shape=list(definition.input_shape), num_classes=definition.num_classes)
