@@ -42,13 +42,13 @@ def completed(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> l
 
 def pareto_rows(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str] = DEFAULT_OBJECTIVES,
                 only_within_budget: bool = True) -> list[Mapping[str, Any]]:
-    """The non-dominated rows (over-budget ones excluded unless asked), sorted by the first objective."""
+    """The non-dominated rows (over-budget ones excluded unless asked), cheapest first (last objective)."""
     candidates = [r for r in completed(rows, objectives)
                   if not only_within_budget or r.get("within_budget", 1) == 1]
     if not candidates:
         return []
     indices = pareto_front_indices(to_losses(candidates, objectives))
-    return [candidates[i] for i in indices]
+    return sorted((candidates[i] for i in indices), key=lambda r: r[objectives[-1]])
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:

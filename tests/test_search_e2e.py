@@ -1,0 +1,93 @@
+"""End to end: `nni-hwnas search` starts a real NNI experiment; its web UI's REST API shows the
+trials and their dict metrics, the results directory is complete, and Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import REPO, free_port
+
+CONFIG = """
+name: e2e
+seed: 7
+dataset: {name: digits}
+space: {preset: conv_net_small}
+strategy: {name: Random}
+evaluator: {epochs: 1, latency_repeats: 5}
+experiment: {max_trials: 3, concurrency: 2, working_directory: exps}
+"""
+
+
+def rest(port: int, path: str):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def decode(data):
+    while isinstance(data, str):
+        data = json.loads(data)
+    return data
+
+
+def test_search_runs_through_nni_and_writes_results(tmp_path, nni_home):
+    config = tmp_path / "e2e.yaml"
+    config.write_text(CONFIG)
+    out, port = tmp_path / "results", free_port()
+    script = Path(sys.executable).with_name("nni-hwnas")
+    proc = subprocess.Popen([str(script), "search", "--config", str(config), "--port", str(port),
+                             "--output", str(out), "--keep-ui"], cwd=REPO, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "run.json").exists():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "search did not finish in 300 s"
+            time.sleep(1)
+        time.sleep(1)  # run.json is written last
+
+        # The web UI's data: three finished trials, each with the whole metric dict.
+        jobs = rest(port, "/trial-jobs")
+        assert len(jobs) == 3 and all(job["status"] == "SUCCEEDED" for job in jobs)
+        finals = [decode(m["data"]) for m in rest(port, "/metric-data") if m["type"] == "FINAL"]
+        assert len(finals) == 3
+        for metrics in finals:
+            assert {"default", "accuracy", "latency_ms", "params", "flops", "peak_mem_kb", "within_budget"} <= set(metrics)
+            assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["default"] == metrics["accuracy"]
+            assert metrics["params"] > 0 and metrics["latency_ms"] > 0
+        intermediate = [m for m in rest(port, "/metric-data") if m["type"] == "PERIODICAL"]
+        assert len(intermediate) == 3  # one epoch each
+
+        # The results directory agrees with NNI.
+        trials = json.loads((out / "trials.json").read_text())
+        assert sorted(t["trial_id"] for t in trials) == sorted(j["trialJobId"] for j in jobs)
+        assert sorted(t["accuracy"] for t in trials) == sorted(m["accuracy"] for m in finals)
+        assert all(t["arch.depth"] in (1, 2, 3) for t in trials)
+        pareto = json.loads((out / "pareto.json").read_text())
+        assert 1 <= len(pareto["front"]) <= 3 and pareto["objectives"] == ["accuracy", "latency_ms"]
+        run = json.loads((out / "run.json").read_text())
+        assert run["seed"] == 7 and run["versions"]["nni"] == "3.0" and run["machine"]["cpu_model"]
+        assert (out / "pareto.png").stat().st_size > 1000 and (out / "trials.csv").exists()
+        assert (tmp_path / "exps" / run["experiment_id"]).is_dir()  # our working directory, not ~
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0
+    # The experiment was stopped: its manager no longer answers.
+    time.sleep(1)
+    try:
+        rest(port, "/check-status")
+        alive = True
+    except OSError:
+        alive = False
+    assert not alive
