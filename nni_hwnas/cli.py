@@ -31,6 +31,34 @@ def _spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_space(args: argparse.Namespace) -> int:
+    from search_spaces import load_preset, make_definition
+
+    from .space_export import nni_search_space, write_search_space
+
+    if args.config:
+        from .config import load_config
+        from .launch import resolve_space
+
+        space, choices = resolve_space(load_config(args.config))
+    elif args.preset:
+        space, choices = load_preset(args.preset)
+        if args.space and args.space != space:
+            raise UserError(f"--space {args.space!r} does not match preset {args.preset!r} (space {space!r})")
+    else:
+        space, choices = args.space or "conv_net", {}
+    # Labels and values do not depend on the data's shape; any valid shape describes them.
+    definition = make_definition(space, choices, (1, 8, 8), 10)
+    if args.output:
+        path = write_search_space(definition, args.output)
+        print(f"wrote {path} ({len(definition.mutable_labels())} choices, space {space})")
+    else:
+        import json
+
+        print(json.dumps(nni_search_space(definition), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nni-hwnas", description="Hardware-aware NAS on NNI 3.0")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, default=None, help="override the config's seed")
     search.add_argument("--max-trials", type=int, default=None, help="override experiment.max_trials")
     search.set_defaults(func=_search)
+
+    export = commands.add_parser("export-space", help="write a space as NNI's search-space JSON (for nnictl)")
+    export.add_argument("--space", default=None, help="conv_net or medmnist_cnn")
+    export.add_argument("--preset", default=None, help="a bundled preset name or a preset YAML")
+    export.add_argument("--config", default=None, help="take the space from an experiment YAML instead")
+    export.add_argument("--output", default=None, help="JSON file to write (default: print)")
+    export.set_defaults(func=_export_space)
 
     spaces = commands.add_parser("spaces", help="list the bundled space presets")
     spaces.set_defaults(func=_spaces)

@@ -95,6 +95,23 @@ def prepare(config: RunConfig) -> PreparedSearch:
                           definition, tuple(data.input_shape), data.num_classes, data.source)
 
 
+def trial_dataset_args(config: RunConfig) -> dict[str, Any]:
+    """Dataset arguments a trial process loads with: the absolute folder the driver checked."""
+    from .datasets import resolve_data_root
+
+    return {"name": config.dataset.name, "data_root": str(resolve_data_root(config.dataset.data_root)),
+            "download": False, "val_fraction": config.dataset.val_fraction,
+            "test_fraction": config.dataset.test_fraction}
+
+
+def trial_training_args(config: RunConfig) -> dict[str, Any]:
+    """:class:`~nni_hwnas.training.TrainSettings` fields from the evaluator section."""
+    ev = config.evaluator
+    return {"epochs": ev.epochs, "batch_size": ev.batch_size, "learning_rate": ev.learning_rate,
+            "momentum": ev.momentum, "weight_decay": ev.weight_decay, "lr_schedule": ev.lr_schedule,
+            "train_subset": ev.train_subset, "augment": ev.augment}
+
+
 def make_evaluator(prepared: PreparedSearch) -> Any:
     """NNI ``FunctionalEvaluator`` around :func:`nni_hwnas.trial.train_and_report`."""
     from nni.nas.evaluator import FunctionalEvaluator
@@ -102,18 +119,9 @@ def make_evaluator(prepared: PreparedSearch) -> Any:
     from .trial import train_and_report
 
     cfg = prepared.config
-    ev = cfg.evaluator
-    # The trial must load data from the same absolute place the driver checked.
-    from .datasets import resolve_data_root
-
-    dataset = {"name": cfg.dataset.name, "data_root": str(resolve_data_root(cfg.dataset.data_root)),
-               "download": False, "val_fraction": cfg.dataset.val_fraction,
-               "test_fraction": cfg.dataset.test_fraction}
-    training = {"epochs": ev.epochs, "batch_size": ev.batch_size, "learning_rate": ev.learning_rate,
-                "momentum": ev.momentum, "weight_decay": ev.weight_decay, "lr_schedule": ev.lr_schedule,
-                "train_subset": ev.train_subset, "augment": ev.augment}
-    return FunctionalEvaluator(train_and_report, dataset=dataset, training=training, seed=cfg.seed,
-                               threads=ev.threads, latency_repeats=ev.latency_repeats)
+    return FunctionalEvaluator(train_and_report, dataset=trial_dataset_args(cfg), training=trial_training_args(cfg),
+                               seed=cfg.seed, threads=cfg.evaluator.threads,
+                               latency_repeats=cfg.evaluator.latency_repeats)
 
 
 def seed_everything(seed: int) -> None:
