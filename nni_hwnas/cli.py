@@ -59,6 +59,13 @@ def _export_space(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .retrain import retrain
+
+    retrain(args.from_dir, args.pick, epochs=args.epochs, output=args.output, seed=args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nni-hwnas", description="Hardware-aware NAS on NNI 3.0")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--config", default=None, help="take the space from an experiment YAML instead")
     export.add_argument("--output", default=None, help="JSON file to write (default: print)")
     export.set_defaults(func=_export_space)
+
+    train = commands.add_parser("train", help="retrain a chosen architecture from a results directory and export it")
+    train.add_argument("--from", dest="from_dir", required=True, help="results directory of a search")
+    train.add_argument("--pick", default="best", help="a trial id, 'best', or a budget like 'latency_ms<=0.2'")
+    train.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    train.add_argument("--output", default=None, help="output folder (default RESULTS_DIR/retrain-<trial>)")
+    train.add_argument("--seed", type=int, default=None, help="override the run's seed")
+    train.set_defaults(func=_train)
 
     spaces = commands.add_parser("spaces", help="list the bundled space presets")
     spaces.set_defaults(func=_spaces)

@@ -41,7 +41,7 @@ class ConvNetDefinition(SpaceDefinition):
         return labels
 
     def active_labels(self, sample: Mapping[str, Any]) -> list[str]:
-        depth = self.complete(sample)["depth"]
+        depth = sample["depth"]
         layer = [f"conv{i}_{part}" for i in range(depth) for part in ("filters", "kernel", "bn")]
         return ["depth", *layer, "dropout"]
 

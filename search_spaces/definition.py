@@ -105,7 +105,7 @@ class SpaceDefinition:
         raise NotImplementedError(f"{type(self).__name__} must define describe()")
 
     def active_labels(self, sample: Mapping[str, Any]) -> list[str]:
-        """Labels that change the network for this sample (others, e.g. of unused layers, don't)."""
+        """Labels that change the network for this full sample (others, e.g. of unused layers, don't)."""
         return list(self.labels())
 
     # --- shared behaviour ---------------------------------------------------------------
@@ -114,18 +114,24 @@ class SpaceDefinition:
         return {label: values for label, values in self.labels().items() if len(values) > 1}
 
     def complete(self, sample: Mapping[str, Any]) -> dict[str, Any]:
-        """Fill single-valued labels and check every value is allowed."""
+        """Check every given value and fill what the network doesn't use.
+
+        Single-valued labels and labels that are inactive for this sample (the layers beyond
+        ``depth``) may be missing; they take their first value. A missing active label is an error.
+        """
         full: dict[str, Any] = {}
         for label, values in self.labels().items():
-            if len(values) == 1 and label not in sample:
+            if label not in sample:
                 full[label] = values[0]
                 continue
-            if label not in sample:
-                raise UserError(f"space {self.name!r}: sample lacks choice {label!r}")
             value = sample[label]
             if value not in values:
                 raise UserError(f"space {self.name!r}: choice {label!r} = {value!r} is not one of {list(values)}")
             full[label] = value
+        missing = [label for label in self.active_labels(full)
+                   if label not in sample and len(self.labels()[label]) > 1]
+        if missing:
+            raise UserError(f"space {self.name!r}: sample lacks choice(s) {', '.join(missing)}")
         return full
 
     def canonical(self, sample: Mapping[str, Any]) -> dict[str, Any]:
