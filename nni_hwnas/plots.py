@@ -38,3 +38,32 @@ def plot_pareto(rows: Sequence[Mapping], front: Sequence[Mapping], path: Path, *
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_hypervolume(curves: Mapping[str, Sequence[float] | Sequence[Sequence[float]]], path: Path, *,
+                     subtitle: str = "") -> Path:
+    """Hypervolume against trials; a label with several curves (seeds) shows median and range."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for label, curve in curves.items():
+        runs = [list(c) for c in curve] if curve and isinstance(curve[0], (list, tuple, np.ndarray)) else [list(curve)]
+        length = min(len(r) for r in runs)
+        if length == 0:
+            continue
+        matrix = np.array([r[:length] for r in runs])
+        x = np.arange(1, length + 1)
+        ax.plot(x, np.median(matrix, axis=0), label=f"{label}" + (f" (median of {len(runs)})" if len(runs) > 1 else ""))
+        if len(runs) > 1:
+            ax.fill_between(x, matrix.min(axis=0), matrix.max(axis=0), alpha=0.2)
+    ax.set_xlabel("trials")
+    ax.set_ylabel("hypervolume (normalised)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    if subtitle:
+        ax.set_title(f"reference: {subtitle}", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

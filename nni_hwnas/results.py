@@ -14,10 +14,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .hypervolume_trace import HvReference, default_reference, hypervolume_curve
 from .metrics import CONTRACT_KEYS, to_losses
 from .nni_rest import TrialView
 from .pareto import pareto_front_indices
-from .plots import plot_pareto
+from .plots import plot_hypervolume, plot_pareto
 
 DEFAULT_OBJECTIVES = ("accuracy", "latency_ms")
 
@@ -71,12 +72,21 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def hypervolume_rows(rows: Sequence[Mapping[str, Any]], reference: HvReference) -> list[dict[str, Any]]:
+    """One row per trial in trial order: the hypervolume reached after it."""
+    curve = hypervolume_curve(rows, reference)
+    return [{"trial_index": i + 1, "trial_id": row.get("trial_id"), "hypervolume": float(hv)}
+            for i, (row, hv) in enumerate(zip(rows, curve))]
+
+
 def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]], run_info: Mapping[str, Any],
-                  objectives: Sequence[str] = DEFAULT_OBJECTIVES, title: str = "") -> dict[str, Path]:
+                  objectives: Sequence[str] = DEFAULT_OBJECTIVES, title: str = "",
+                  reference: HvReference | None = None) -> dict[str, Path]:
     """Write every results file into ``out_dir`` and return their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / name for name in ("trials.csv", "trials.json", "pareto.json", "pareto.png", "run.json")}
+    paths = {name: out_dir / name for name in ("trials.csv", "trials.json", "pareto.json", "pareto.png",
+                                               "hypervolume.csv", "hypervolume.json", "hypervolume.png", "run.json")}
     columns = _columns(rows)
     with paths["trials.csv"].open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -93,5 +103,14 @@ def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]], run_info: Ma
     })
     plot_pareto(completed(rows, objectives), front, paths["pareto.png"], x=objectives[1], y=objectives[0],
                 title=title)
+    reference = reference or default_reference([rows], objectives[0], objectives[1])
+    trace = hypervolume_rows(rows, reference)
+    with paths["hypervolume.csv"].open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["trial_index", "trial_id", "hypervolume"])
+        writer.writeheader()
+        writer.writerows(trace)
+    write_json(paths["hypervolume.json"], {"reference": reference.as_dict(), "curve": trace})
+    plot_hypervolume({title or "search": [r["hypervolume"] for r in trace]}, paths["hypervolume.png"],
+                     subtitle=reference.as_dict()["meaning"])
     write_json(paths["run.json"], dict(run_info))
     return paths

@@ -61,7 +61,8 @@ def test_write_results_files(tmp_path):
     jobs = [{"trialJobId": "A", "status": "SUCCEEDED", "hyperParameters": [_param(0, 1)], "startTime": 0, "endTime": 1}]
     rows = trial_rows(assemble_trials(jobs, [_final("A", 0, {"default": 0.5, "accuracy": 0.5, "latency_ms": 0.1})]))
     paths = write_results(tmp_path, rows, {"seed": 3})
-    assert {p.name for p in tmp_path.iterdir()} == {"trials.csv", "trials.json", "pareto.json", "pareto.png", "run.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {"trials.csv", "trials.json", "pareto.json", "pareto.png", "run.json",
+                                             "hypervolume.csv", "hypervolume.json", "hypervolume.png"}
     with paths["trials.csv"].open() as handle:
         table = list(csv.DictReader(handle))
     assert table[0]["arch.depth"] == "1" and table[0]["accuracy"] == "0.5"
@@ -85,3 +86,14 @@ def test_training_learns_digits():
     result = train_model(net, data, TrainSettings(epochs=3), seed=0)
     assert result.val_accuracy[-1] > 0.85
     assert len(result.val_accuracy) == 3
+
+
+def test_hypervolume_curve_hand_example():
+    from nni_hwnas.hypervolume_trace import HvReference, hypervolume_curve
+
+    rows = [{"accuracy": 0.5, "latency_ms": 0.5}, {"status": "FAILED"},
+            {"accuracy": 1.0, "latency_ms": 1.0},  # on the reference's cost: adds nothing
+            {"accuracy": 0.9, "latency_ms": 0.1, "within_budget": 1},
+            {"accuracy": 0.99, "latency_ms": 0.05, "within_budget": 0}]  # over budget: ignored
+    curve = hypervolume_curve(rows, HvReference(cost_worst=1.0))
+    assert curve.tolist() == pytest.approx([0.25, 0.25, 0.25, 0.81, 0.81])

@@ -1,0 +1,74 @@
+"""Hypervolume of accuracy vs cost after every trial, against a stated, fixed reference.
+
+Objectives are normalised with fixed bounds (accuracy in [0, 1]; cost in [0, ``cost_worst``])
+so curves of different runs compare when they share the reference; the reference point is the
+normalised worst corner (1, 1): accuracy 0 at cost ``cost_worst``. The reference is written next
+to every curve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .metrics import direction
+from .pareto import hypervolume_history, normalize
+
+
+@dataclass(frozen=True)
+class HvReference:
+    """Bounds of the normalised objective space; the reference point is the worst corner."""
+
+    score: str = "accuracy"
+    cost: str = "latency_ms"
+    score_worst: float = 0.0
+    score_best: float = 1.0
+    cost_worst: float = 1.0
+    cost_best: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "reference_point_normalised": [1.0, 1.0],
+                "meaning": f"{self.score}={self.score_worst} at {self.cost}={self.cost_worst}"}
+
+
+def default_reference(row_sets: Iterable[Sequence[Mapping]], score: str = "accuracy", cost: str = "latency_ms",
+                      cost_budget: float | None = None) -> HvReference:
+    """The budget when there is one, else 1.1x the largest cost any run observed."""
+    if cost_budget is not None:
+        worst = float(cost_budget)
+    else:
+        costs = [float(r[cost]) for rows in row_sets for r in rows if _usable(r, score, cost)]
+        worst = 1.1 * max(costs) if costs else 1.0
+    return HvReference(score=score, cost=cost, cost_worst=worst)
+
+
+def _usable(row: Mapping, score: str, cost: str) -> bool:
+    return row.get("status", "SUCCEEDED") == "SUCCEEDED" and all(
+        isinstance(row.get(k), (int, float)) for k in (score, cost))
+
+
+def hypervolume_curve(rows: Sequence[Mapping], reference: HvReference) -> np.ndarray:
+    """Hypervolume after each row (in the given trial order); failed rows add nothing."""
+    lower, upper, points = [], [], []
+    for name, worst, best in ((reference.score, reference.score_worst, reference.score_best),
+                              (reference.cost, reference.cost_worst, reference.cost_best)):
+        sign = -1.0 if direction(name) else 1.0
+        lo, hi = sorted((sign * worst, sign * best))
+        lower.append(lo)
+        upper.append(hi)
+    for row in rows:
+        if _usable(row, reference.score, reference.cost) and row.get("within_budget", 1) == 1:
+            points.append([-float(row[reference.score]) if direction(reference.score) else float(row[reference.score]),
+                           -float(row[reference.cost]) if direction(reference.cost) else float(row[reference.cost])])
+        else:
+            points.append([np.inf, np.inf])  # contributes nothing, keeps the trial's place
+    if not points:
+        return np.zeros(0)
+    losses = np.asarray(points, dtype=float)
+    finite = np.isfinite(losses).all(axis=1)
+    normalised = np.full_like(losses, 2.0)  # outside the reference box: no volume
+    if finite.any():
+        normalised[finite] = normalize(losses[finite], np.array(lower), np.array(upper))
+    return hypervolume_history(normalised, np.array([1.0, 1.0]))
