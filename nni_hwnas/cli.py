@@ -66,6 +66,17 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import report_command
+
+    dirs = [Path(d) for d in args.experiment_dir] if args.experiment_dir else None
+    path = report_command(args.source, args.output, dirs)
+    print(f"nni-hwnas: report written to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nni-hwnas", description="Hardware-aware NAS on NNI 3.0")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", default=None, help="output folder (default RESULTS_DIR/retrain-<trial>)")
     train.add_argument("--seed", type=int, default=None, help="override the run's seed")
     train.set_defaults(func=_train)
+
+    report = commands.add_parser("report", help="redraw the report of a results directory or an NNI experiment id")
+    report.add_argument("source", help="a results directory, or the id of any NNI experiment (also nnictl ones)")
+    report.add_argument("--output", default=None, help="where to write (default: the results dir, or results/<id>)")
+    report.add_argument("--experiment-dir", action="append", default=None,
+                        help="NNI working directory to look for experiment ids in (default ~/nni-experiments)")
+    report.set_defaults(func=_report)
 
     spaces = commands.add_parser("spaces", help="list the bundled space presets")
     spaces.set_defaults(func=_spaces)

@@ -67,3 +67,24 @@ def plot_hypervolume(curves: Mapping[str, Sequence[float] | Sequence[Sequence[fl
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_fronts(fronts: Mapping[str, Sequence[Mapping]], path: Path, *, x: str = "latency_ms",
+                y: str = "accuracy") -> Path:
+    """Pareto fronts of several runs overlaid as staircases."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for label, front in fronts.items():
+        ordered = sorted(front, key=lambda r: r[x])
+        if not ordered:
+            continue
+        line = ax.step([r[x] for r in ordered], [r[y] for r in ordered], where="post", label=f"{label} ({len(ordered)})")
+        ax.scatter([r[x] for r in ordered], [r[y] for r in ordered], s=18, color=line[0].get_color())
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -91,3 +91,14 @@ def test_search_runs_through_nni_and_writes_results(tmp_path, nni_home):
     except OSError:
         alive = False
     assert not alive
+
+    # The finished experiment's report, read from NNI's own database (no manager running).
+    run = json.loads((out / "run.json").read_text())
+    result = subprocess.run([str(script), "report", run["experiment_id"], "--experiment-dir", str(tmp_path / "exps"),
+                             "--output", str(tmp_path / "report")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["rows"][0]["trials"] == 3
+    assert report["rows"][0]["best_accuracy"] == max(t["accuracy"] for t in trials)
+    assert (tmp_path / "report" / "report.md").read_text().startswith("# nni-hwnas report")
+    assert (tmp_path / "report" / "hypervolume.png").exists() and (tmp_path / "report" / "fronts.png").exists()

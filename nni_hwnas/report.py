@@ -1,0 +1,142 @@
+"""Reports over one or many finished searches: Markdown plus PNG plots.
+
+Runs are grouped by a label (a strategy, say) with one trial list per seed. The report holds a
+table of final hypervolume (median, min, max over seeds), trials needed to reach 90% of the best
+hypervolume any run reached, best accuracy overall and under each cost budget, and plots of
+hypervolume against trials and of the Pareto fronts overlaid.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import UserError
+from .hypervolume_trace import HvReference, default_reference, hypervolume_curve
+from .plots import plot_fronts, plot_hypervolume
+from .results import completed, pareto_rows, trial_rows, write_json
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+@dataclass
+class GroupSummary:
+    label: str
+    seeds: int
+    trials: int
+    hv_final: list[float]
+    trials_to_90pct: list[int | None]
+    best_accuracy: float
+    best_under_budget: dict[str, float | None]
+
+    def row(self) -> dict[str, Any]:
+        reached = [t for t in self.trials_to_90pct if t is not None]
+        return {
+            "strategy": self.label, "seeds": self.seeds, "trials": self.trials,
+            "hv_median": float(np.median(self.hv_final)), "hv_min": float(min(self.hv_final)),
+            "hv_max": float(max(self.hv_final)),
+            "trials_to_90pct": float(np.median(reached)) if len(reached) * 2 > len(self.trials_to_90pct) else None,
+            "runs_reaching_90pct": len(reached),
+            "best_accuracy": self.best_accuracy, **{f"best_acc_{k}": v for k, v in self.best_under_budget.items()},
+        }
+
+
+def first_reaching(curve: np.ndarray, target: float) -> int | None:
+    """1-based trial count at which ``curve`` first reaches ``target``."""
+    hits = np.nonzero(curve >= target - 1e-12)[0]
+    return int(hits[0]) + 1 if len(hits) else None
+
+
+def default_budgets(groups: Mapping[str, Sequence[Rows]], cost: str = "latency_ms") -> list[float]:
+    """Three budgets at the 25th, 50th and 75th percentile of every completed trial's cost."""
+    costs = [r[cost] for runs in groups.values() for rows in runs for r in completed(rows, ("accuracy", cost))]
+    return [float(q) for q in np.percentile(costs, [25, 50, 75])] if costs else []
+
+
+def summarise(groups: Mapping[str, Sequence[Rows]], reference: HvReference,
+              budgets: Sequence[float]) -> tuple[list[GroupSummary], dict[str, list[np.ndarray]]]:
+    curves = {label: [hypervolume_curve(rows, reference) for rows in runs] for label, runs in groups.items()}
+    best_hv = max((c[-1] for runs in curves.values() for c in runs if len(c)), default=0.0)
+    summaries = []
+    for label, runs in groups.items():
+        done = [r for rows in runs for r in completed(rows, (reference.score, reference.cost))]
+        under = {}
+        for budget in budgets:
+            inside = [r[reference.score] for r in done if r[reference.cost] <= budget and r.get("within_budget", 1) == 1]
+            under[f"{reference.cost}<={budget:.4g}"] = max(inside) if inside else None
+        summaries.append(GroupSummary(
+            label=label, seeds=len(runs), trials=int(np.median([len(rows) for rows in runs])) if runs else 0,
+            hv_final=[float(c[-1]) if len(c) else 0.0 for c in curves[label]],
+            trials_to_90pct=[first_reaching(c, 0.9 * best_hv) if best_hv > 0 else None for c in curves[label]],
+            best_accuracy=max((r[reference.score] for r in done), default=float("nan")),
+            best_under_budget=under))
+    return summaries, curves
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "(no runs)\n"
+    keys = list(rows[0])
+
+    def fmt(v: Any) -> str:
+        return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir: str | Path, groups: Mapping[str, Sequence[Rows]], *, title: str,
+                 reference: HvReference | None = None, budgets: Sequence[float] | None = None,
+                 notes: Sequence[str] = ()) -> Path:
+    """Write ``report.md``, ``report.json``, ``hypervolume.png`` and ``fronts.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    reference = reference or default_reference([rows for runs in groups.values() for rows in runs])
+    budgets = list(budgets) if budgets is not None else default_budgets(groups, reference.cost)
+    summaries, curves = summarise(groups, reference, budgets)
+    table = [s.row() for s in summaries]
+    plot_hypervolume({label: [list(c) for c in runs] for label, runs in curves.items()}, out / "hypervolume.png",
+                     subtitle=reference.as_dict()["meaning"])
+    fronts = {label: pareto_rows([r for rows in runs for r in rows]) for label, runs in groups.items()}
+    plot_fronts(fronts, out / "fronts.png", x=reference.cost, y=reference.score)
+    write_json(out / "report.json", {"title": title, "reference": reference.as_dict(), "budgets": budgets,
+                                     "rows": table, "curves": {k: [list(map(float, c)) for c in v] for k, v in curves.items()}})
+    lines = [f"# {title}", "", *notes, "",
+             f"Hypervolume of {reference.score} (up) vs {reference.cost} (down), normalised to fixed bounds; "
+             f"reference point: {reference.as_dict()['meaning']}. `trials_to_90pct`: median trials a run needed to "
+             f"reach 90% of the best final hypervolume of any run here (`-` when most runs never did).", "",
+             markdown_table(table), "", "![hypervolume against trials](hypervolume.png)", "",
+             "![Pareto fronts](fronts.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return out / "report.md"
+
+
+def load_rows(source: str | Path, experiment_dirs: Sequence[Path] | None = None) -> tuple[str, list[dict], dict]:
+    """Trial rows from a results directory or an NNI experiment id (NAS or nnictl)."""
+    path = Path(source)
+    if (path / "trials.json").is_file():
+        run = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
+        return path.name, json.loads((path / "trials.json").read_text()), run
+    if path.exists():
+        raise UserError(f"{path} holds no trials.json; pass a results directory or an experiment id")
+    from .experiment_store import find_experiment, read_experiment
+
+    directory = find_experiment(str(source), list(experiment_dirs) if experiment_dirs else None)
+    views, profile = read_experiment(directory)
+    return profile.get("experimentName") or str(source), trial_rows(views), {"experiment": profile}
+
+
+def report_command(source: str, output: str | None, experiment_dirs: Sequence[Path] | None = None) -> Path:
+    """``nni-hwnas report``: redraw the report (and, for an experiment id, the results files)."""
+    from .results import write_results
+
+    label, rows, run = load_rows(source, experiment_dirs)
+    out = Path(output) if output else (Path(source) if Path(source).is_dir() else Path("results") / str(source))
+    if not (Path(source) / "trials.json").is_file():
+        write_results(out, rows, {"source": str(source), **run}, title=label)
+    return write_report(out, {label: [rows]}, title=f"nni-hwnas report: {label}")
