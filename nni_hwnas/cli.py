@@ -77,6 +77,13 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import run_comparison
+
+    run_comparison(args.config, port=args.port, output=args.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nni-hwnas", description="Hardware-aware NAS on NNI 3.0")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--experiment-dir", action="append", default=None,
                         help="NNI working directory to look for experiment ids in (default ~/nni-experiments)")
     report.set_defaults(func=_report)
+
+    compare = commands.add_parser("compare", help="run strategies with equal budgets and seeds, then report")
+    compare.add_argument("--config", required=True, help="comparison YAML, e.g. experiments/compare_digits.yaml")
+    compare.add_argument("--port", type=int, default=None, help="web UI port for each run (default: base config's)")
+    compare.add_argument("--output", default=None, help="report folder (default results/<config name>)")
+    compare.set_defaults(func=_compare)
 
     spaces = commands.add_parser("spaces", help="list the bundled space presets")
     spaces.set_defaults(func=_spaces)

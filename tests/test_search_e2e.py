@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from conftest import REPO, free_port
 
@@ -34,6 +37,25 @@ def decode(data):
     while isinstance(data, str):
         data = json.loads(data)
     return data
+
+
+def check_web_ui(port: int, trial_ids: list[str], shots: Path) -> None:
+    """Headless Chromium opens the overview and trials pages; every trial id is in the DOM."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's package)")
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
+             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=15000"]
+    artifacts = Path(os.environ.get("NNI_HWNAS_ARTIFACTS", shots))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    for page in ("oview", "detail"):
+        url = f"http://127.0.0.1:{port}/{page}"
+        dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+        missing = [t for t in trial_ids if t not in dom]
+        assert not missing, f"trials {missing} not shown on {url}"
+        shot = artifacts / f"webui-{page}.png"
+        subprocess.run([*flags, f"--screenshot={shot}", url], capture_output=True, timeout=120)
+        assert shot.stat().st_size > 10_000
 
 
 def test_search_runs_through_nni_and_writes_results(tmp_path, nni_home):
@@ -76,6 +98,9 @@ def test_search_runs_through_nni_and_writes_results(tmp_path, nni_home):
         assert run["seed"] == 7 and run["versions"]["nni"] == "3.0" and run["machine"]["cpu_model"]
         assert (out / "pareto.png").stat().st_size > 1000 and (out / "trials.csv").exists()
         assert (tmp_path / "exps" / run["experiment_id"]).is_dir()  # our working directory, not ~
+
+        # The same trials in NNI's web UI, rendered by a real browser.
+        check_web_ui(port, [j["trialJobId"] for j in jobs], tmp_path)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
