@@ -67,6 +67,9 @@ class EvaluatorConfig:
     augment: bool = True
     threads: int = _bounded(1, low=1, high=256)
     latency_repeats: int = _bounded(30, low=1, high=10000)
+    default_metric: str = _bounded("accuracy", choices=("accuracy", "mnas_reward"))
+    reward_target_ms: float | None = _bounded(None, low=1e-6)
+    reward_w: float = _bounded(-0.07, low=-10.0, high=0.0)
 
 
 @dataclass

@@ -87,6 +87,7 @@ def prepare(config: RunConfig) -> PreparedSearch:
 
         raise unknown("strategy", config.strategy.name, strategy_names())
     space_name, choices = resolve_space(config)
+    trial_objective_args(config)
     data = load_dataset(config.dataset.name, data_root=config.dataset.data_root, seed=config.seed,
                         download=config.dataset.download, val_fraction=config.dataset.val_fraction,
                         test_fraction=config.dataset.test_fraction)
@@ -112,6 +113,15 @@ def trial_training_args(config: RunConfig) -> dict[str, Any]:
             "train_subset": ev.train_subset, "augment": ev.augment}
 
 
+def trial_objective_args(config: RunConfig) -> dict[str, Any]:
+    """What ``default`` means: accuracy, or the MnasNet reward with its target and exponent."""
+    ev = config.evaluator
+    if ev.default_metric == "mnas_reward" and ev.reward_target_ms is None:
+        raise UserError("config: `evaluator.default_metric: mnas_reward` needs `evaluator.reward_target_ms` "
+                        "(the latency target in ms, e.g. the profile's latency budget)")
+    return {"default_metric": ev.default_metric, "reward_target_ms": ev.reward_target_ms, "reward_w": ev.reward_w}
+
+
 def make_evaluator(prepared: PreparedSearch) -> Any:
     """NNI ``FunctionalEvaluator`` around :func:`nni_hwnas.trial.train_and_report`."""
     from nni.nas.evaluator import FunctionalEvaluator
@@ -121,7 +131,7 @@ def make_evaluator(prepared: PreparedSearch) -> Any:
     cfg = prepared.config
     return FunctionalEvaluator(train_and_report, dataset=trial_dataset_args(cfg), training=trial_training_args(cfg),
                                seed=cfg.seed, threads=cfg.evaluator.threads,
-                               latency_repeats=cfg.evaluator.latency_repeats)
+                               latency_repeats=cfg.evaluator.latency_repeats, objective=trial_objective_args(cfg))
 
 
 def seed_everything(seed: int) -> None:

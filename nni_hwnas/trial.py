@@ -16,6 +16,7 @@ import torch
 from .cost_model import estimate_cost
 from .datasets import load_dataset
 from .metrics import is_finite_metrics
+from .reward import default_value
 from .timing import measure_model_latency, torch_threads
 from .training import TrainSettings, TrainingDiverged, train_model
 
@@ -31,7 +32,8 @@ def reinitialise(layer_specs: Sequence, seed: int) -> torch.nn.Module:
 
 def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], training: Mapping[str, Any],
                           seed: int, threads: int = 1, latency_repeats: int = 30,
-                          on_epoch: Callable[[int, float], None] | None = None) -> dict[str, float]:
+                          on_epoch: Callable[[int, float], None] | None = None,
+                          objective: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Train the network ``layer_specs`` describes and return the metric-contract dict.
 
     Raises:
@@ -55,17 +57,22 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
         "train_seconds": result.train_seconds,
         "trial_seconds": time.perf_counter() - started,
     }
+    objective = dict(objective or {})
+    metrics["default"] = default_value(metrics, objective.get("default_metric", "accuracy"),
+                                       objective.get("reward_target_ms"), objective.get("reward_w", -0.07))
     if not is_finite_metrics(metrics):
         raise TrainingDiverged(f"non-finite metric in {metrics}")
     return metrics
 
 
 def train_and_report(model: Any, dataset: Mapping[str, Any], training: Mapping[str, Any], seed: int,
-                     threads: int = 1, latency_repeats: int = 30) -> dict[str, float]:
+                     threads: int = 1, latency_repeats: int = 30,
+                     objective: Mapping[str, Any] | None = None) -> dict[str, float]:
     """NNI ``FunctionalEvaluator`` body: per-epoch ``report_intermediate_result``, then one final dict."""
     import nni
 
     metrics = evaluate_architecture(model.layer_specs, dataset, training, seed, threads, latency_repeats,
-                                    on_epoch=lambda epoch, acc: nni.report_intermediate_result(acc))
+                                    on_epoch=lambda epoch, acc: nni.report_intermediate_result(acc),
+                                    objective=objective)
     nni.report_final_result(metrics)
     return metrics

@@ -97,3 +97,14 @@ def test_hypervolume_curve_hand_example():
             {"accuracy": 0.99, "latency_ms": 0.05, "within_budget": 0}]  # over budget: ignored
     curve = hypervolume_curve(rows, HvReference(cost_worst=1.0))
     assert curve.tolist() == pytest.approx([0.25, 0.25, 0.25, 0.81, 0.81])
+
+
+def test_mnas_reward_rewards_speed_softly():
+    from nni_hwnas.reward import default_value, mnas_reward
+
+    assert mnas_reward(0.9, 1.0, 1.0) == pytest.approx(0.9)
+    assert mnas_reward(0.9, 0.5, 1.0) == pytest.approx(0.9 * 2 ** 0.07)
+    assert mnas_reward(0.9, 2.0, 1.0) < 0.9
+    assert default_value({"accuracy": 0.8, "latency_ms": 9.0}, "accuracy", None, -0.07) == 0.8
+    with pytest.raises(ValueError, match="reward_target_ms"):
+        default_value({"accuracy": 0.8, "latency_ms": 1.0}, "mnas_reward", None, -0.07)
