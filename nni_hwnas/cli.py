@@ -84,6 +84,25 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configs(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    import experiments
+
+    source = Path(experiments.__file__).resolve().parent
+    if not args.copy:
+        print(source)
+        return 0
+    target = Path(args.copy)
+    if target.exists() and any(target.iterdir()):
+        raise UserError(f"{target} exists and is not empty; choose a new folder for --copy")
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "__init__.py", "results", "cache"),
+                    dirs_exist_ok=True)
+    print(f"copied the bundled experiment configs to {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nni-hwnas", description="Hardware-aware NAS on NNI 3.0")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--port", type=int, default=None, help="web UI port for each run (default: base config's)")
     compare.add_argument("--output", default=None, help="report folder (default results/<config name>)")
     compare.set_defaults(func=_compare)
+
+    configs = commands.add_parser("configs", help="print (or --copy) the bundled experiment and nnictl configs")
+    configs.add_argument("--copy", default=None, help="copy them into this new folder")
+    configs.set_defaults(func=_configs)
 
     spaces = commands.add_parser("spaces", help="list the bundled space presets")
     spaces.set_defaults(func=_spaces)
