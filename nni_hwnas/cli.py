@@ -18,7 +18,7 @@ def _search(args: argparse.Namespace) -> int:
         config.seed = args.seed
     if args.max_trials is not None:
         config.experiment.max_trials = args.max_trials
-    run_search(config, port=args.port, output=args.output, keep_ui=args.keep_ui)
+    run_search(config, port=args.port, output=args.output, keep_ui=args.keep_ui, resume=args.resume)
     return 0
 
 
@@ -103,6 +103,13 @@ def _configs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register(args: argparse.Namespace) -> int:
+    from .registration import register, unregister
+
+    print(unregister() if args.command == "unregister" else register())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nni-hwnas", description="Hardware-aware NAS on NNI 3.0")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,7 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--output", default=None, help="results directory (default results/<experiment id>)")
     search.add_argument("--keep-ui", action="store_true", help="keep the web UI up after the search until Ctrl-C")
     search.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    search.add_argument("--max-trials", type=int, default=None, help="override experiment.max_trials")
+    search.add_argument("--max-trials", type=int, default=None,
+                        help="override experiment.max_trials (with --resume: the new total, earlier trials included)")
+    search.add_argument("--resume", default=None, metavar="ID",
+                        help="continue experiment ID (same config) up to --max-trials without re-running trials")
     search.set_defaults(func=_search)
 
     export = commands.add_parser("export-space", help="write a space as NNI's search-space JSON (for nnictl)")
@@ -147,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     configs = commands.add_parser("configs", help="print (or --copy) the bundled experiment and nnictl configs")
     configs.add_argument("--copy", default=None, help="copy them into this new folder")
     configs.set_defaults(func=_configs)
+
+    for name, text in (("register", "register our tuner with nnictl as HwEvolution (idempotent)"),
+                       ("unregister", "remove the HwEvolution tuner from nnictl's registry")):
+        command = commands.add_parser(name, help=text)
+        command.set_defaults(func=_register)
 
     spaces = commands.add_parser("spaces", help="list the bundled space presets")
     spaces.set_defaults(func=_spaces)

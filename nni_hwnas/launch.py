@@ -23,7 +23,7 @@ import numpy as np
 from .config import RunConfig
 from .errors import UserError
 from .nni_rest import NniRestClient
-from .results import trial_rows, write_results
+from .results import trial_rows, write_json, write_results
 from .runinfo import run_record
 
 TERMINAL = {"SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"}
@@ -190,22 +190,33 @@ def wait_until_finished(client: NniRestClient, timeout_s: float = 60.0) -> None:
         time.sleep(1.0)
 
 
-def run_search(config: RunConfig, *, port: int | None = None, output: str | Path | None = None,
-               keep_ui: bool = False, echo: Callable[[str], None] = print) -> Path:
-    """Run one search end to end and return the results directory."""
-    prepared = prepare(config)
-    port = int(port if port is not None else config.experiment.port)
-    check_port_free(port)
-    seed_everything(config.seed)
+def result_objectives(config: RunConfig) -> tuple[str, str]:
+    """(score, cost) of the results' Pareto front: accuracy and the strategy's cost metric."""
+    cost = "latency_ms"
+    if config.strategy.name == "hw_evolution":
+        cost = str((config.strategy.args or {}).get("cost_metric", cost))
+    return "accuracy", cost
 
-    from nni.nas.experiment import NasExperiment
+
+def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tuple[Any, Any]:
+    """The NNI experiment (new, or ``resume`` of an earlier id) and its strategy."""
     from search_spaces import make_model_space
+    from strategies.nni_resume import ResumableNasExperiment, prepare_resume, use_json_checkpoints
 
     from .strategy_registry import make_strategy
 
+    config = prepared.config
     space = make_model_space(prepared.space_name, prepared.choices, prepared.input_shape, prepared.num_classes)
-    strategy = make_strategy(config.strategy.name, config.strategy.args, config.seed)
-    experiment = NasExperiment(space, make_evaluator(prepared), strategy)
+    strategy = make_strategy(config.strategy.name, config.strategy.args, config.seed, definition=prepared.definition)
+    evaluator = make_evaluator(prepared)
+    use_json_checkpoints()  # torch >= 2.6 can't reload NNI's torch-pickled checkpoints (NNI_NOTES)
+    if resume:
+        experiment = prepare_resume(resume, space, evaluator, strategy,
+                                    working_directory=config.experiment.working_directory,
+                                    max_trials=config.experiment.max_trials,
+                                    concurrency=config.experiment.concurrency)
+        return experiment, strategy
+    experiment = ResumableNasExperiment(space, evaluator, strategy)
     exp_cfg = experiment.config
     exp_cfg.experiment_name = config.name
     exp_cfg.max_trial_number = config.experiment.max_trials
@@ -214,9 +225,22 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
         exp_cfg.max_experiment_duration = config.experiment.max_duration
     if config.experiment.working_directory:
         exp_cfg.experiment_working_directory = config.experiment.working_directory
+    return experiment, strategy
+
+
+def run_search(config: RunConfig, *, port: int | None = None, output: str | Path | None = None,
+               keep_ui: bool = False, resume: str | None = None, echo: Callable[[str], None] = print) -> Path:
+    """Run one search end to end (or continue experiment ``resume``) and return the results directory."""
+    prepared = prepare(config)
+    port = int(port if port is not None else config.experiment.port)
+    check_port_free(port)
+    seed_everything(config.seed)
+    experiment, strategy = build_experiment(prepared, resume)
+    exp_cfg = experiment.config
 
     client = NniRestClient(port)
-    echo(f"nni-hwnas: experiment {experiment.id}: {config.strategy.name} over {prepared.space_name} "
+    verb = "resuming" if resume else "experiment"
+    echo(f"nni-hwnas: {verb} {experiment.id}: {config.strategy.name} over {prepared.space_name} "
          f"({prepared.definition.size()} label combinations) on {config.dataset.name}, "
          f"{config.experiment.max_trials} trials, {config.experiment.concurrency} at a time")
     echo(f"nni-hwnas: web UI at http://127.0.0.1:{port} (NNI listens on all interfaces; "
@@ -224,6 +248,7 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
     started = time.time()
     interrupted = False
     out_dir = Path(output or config.output or Path("results") / experiment.id)
+    objectives = result_objectives(config)
     try:
         try:
             with ProgressMonitor(client, config.experiment.max_trials):
@@ -235,13 +260,16 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
             echo("nni-hwnas: interrupted; writing the results of finished trials")
         rows = trial_rows(client.trials())
         info = run_record(config.seed, config.to_dict(), experiment_id=experiment.id, port=port,
-                          space=prepared.space_name, space_choices=prepared.choices,
+                          resumed=bool(resume), space=prepared.space_name, space_choices=prepared.choices,
                           input_shape=list(prepared.input_shape), num_classes=prepared.num_classes,
                           dataset_source=prepared.dataset_source,
                           experiment_directory=str(Path(exp_cfg.experiment_working_directory).expanduser() / experiment.id),
                           wall_seconds=time.time() - started, interrupted=interrupted)
-        paths = write_results(out_dir, rows, info,
+        paths = write_results(out_dir, rows, info, objectives=objectives,
                               title=f"{config.strategy.name} on {config.dataset.name} ({prepared.space_name})")
+        if hasattr(strategy, "core"):
+            write_json(out_dir / "strategy_history.json", {"history": strategy.core.history,
+                                                           "pareto": strategy.export_pareto()})
         n_ok = sum(r["status"] == "SUCCEEDED" for r in rows)
         echo(f"nni-hwnas: {n_ok}/{len(rows)} trials succeeded; results in {out_dir} "
              f"({', '.join(p.name for p in paths.values())})")

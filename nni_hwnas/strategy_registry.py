@@ -19,10 +19,11 @@ def _builtin(name: str) -> Callable[..., Any]:
 
 
 BUILTIN_STRATEGIES = ("Random", "GridSearch", "RegularizedEvolution", "TPE", "PolicyBasedRL")
+OUR_STRATEGIES = ("hw_evolution",)
 
 
 def strategy_names() -> list[str]:
-    return list(BUILTIN_STRATEGIES)
+    return [*OUR_STRATEGIES, *BUILTIN_STRATEGIES]
 
 
 def _accepted_args(factory: Callable[..., Any]) -> list[str]:
@@ -31,8 +32,18 @@ def _accepted_args(factory: Callable[..., Any]) -> list[str]:
             if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
-def make_strategy(name: str, args: Mapping[str, Any] | None, seed: int) -> Any:
-    """Build the NNI strategy ``name`` with ``args``; the run's seed is passed where accepted."""
+def make_strategy(name: str, args: Mapping[str, Any] | None, seed: int, *, definition: Any = None,
+                  screen: Callable[[Mapping[str, Any]], float | None] | None = None,
+                  budget: float | None = None) -> Any:
+    """Build the NNI strategy ``name`` with ``args``; the run's seed is passed where accepted.
+
+    Ours (``hw_evolution``) also takes the space definition (architecture identity), a cost
+    predictor to screen children with, and the profile's budget for its cost metric.
+    """
+    if name == "hw_evolution":
+        from strategies.nni_strategy import make_hw_evolution
+
+        return make_hw_evolution(args, seed, definition=definition, screen=screen, budget=budget)
     if name not in BUILTIN_STRATEGIES:
         raise unknown("strategy", name, strategy_names())
     factory = _builtin(name)

@@ -66,3 +66,39 @@ def make_model_space(space: str, choices: Mapping[str, Sequence] | None,
     classes = {"conv_net": ConvNetSpace, "medmnist_cnn": MedmnistCnnSpace}
     return classes[space](choices={k: list(v) for k, v in definition.choices.items()},
                           input_shape=list(definition.input_shape), num_classes=definition.num_classes)
+
+
+def label_kinds(definition: SpaceDefinition) -> dict[str, str]:
+    """label -> the choice kind it draws from (``conv3_kernel`` -> ``kernel``).
+
+    ``labels()`` hands out each kind's own value tuple, so identity tells the kind of a label.
+    """
+    by_identity = {id(values): kind for kind, values in definition.choices.items()}
+    return {label: by_identity[id(values)] for label, values in definition.labels().items()}
+
+
+def definition_from_labels(space: str, labels: Mapping[str, Sequence]) -> SpaceDefinition:
+    """Rebuild a definition from a search-space's labels (an nnictl JSON), for identity and dedup.
+
+    Kinds fixed to one value are absent from such files; they take any allowed value, which changes
+    nothing about which labels a sample uses. The shape is a placeholder: labels do not depend on it.
+    """
+    if space not in DEFINITIONS:
+        raise unknown("space", space, DEFINITIONS)
+    cls = DEFINITIONS[space]
+    probe_choices = {"depth": list(labels["depth"])} if "depth" in labels else None
+    probe = cls.create(probe_choices, (1, 8, 8), 10)
+    kinds = label_kinds(probe)
+    choices: dict[str, list] = {}
+    for label, values in labels.items():
+        if label not in kinds:
+            raise UserError(f"search space label {label!r} is not a choice of space {space!r}; "
+                            f"its labels: {', '.join(kinds)}")
+        kind = kinds[label]
+        if kind in choices and list(choices[kind]) != list(values):
+            raise UserError(f"search space labels of kind {kind!r} disagree ({label!r} has {list(values)}); "
+                            f"write the file with `nni-hwnas export-space`")
+        choices[kind] = list(values)
+    for kind in cls.rules:
+        choices.setdefault(kind, [cls.defaults[kind][0]])
+    return cls.create(choices, (1, 8, 8), 10)

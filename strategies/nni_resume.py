@@ -1,0 +1,225 @@
+"""Stop and resume multi-trial NAS experiments on NNI 3.0, which does not work out of the box.
+
+Three failures (``/work/shared/NNI_NOTES.md``, "Resuming a multi-trial NAS experiment"), each
+fixed here without touching the installed package:
+
+1. NNI's default checkpoint serializer is ``torch.save``/``torch.load``; torch >= 2.6 loads with
+   ``weights_only=True`` and refuses NNI's label objects (``UnpicklingError``). Fix: NNI's own
+   ``JsonSerializer`` through its public ``set_default_serializer`` for the first run *and* the
+   resume (our strategy's state is plain JSON).
+2. On resume the manager sends ``ImportData`` and ``AddCustomizedTrialJob`` (tuner commands) to the
+   NAS command channel, whose ``receive`` raises ``ValueError: Unknown command type``: the
+   engine's listener thread dies and the strategy waits forever. Fix: a channel subclass that
+   skips those two commands (a strategy reads finished trials from the REST API instead).
+3. The manager keeps ``maxTrialNumber`` from its database, not from the new config, and goes
+   straight to DONE. Fix: push the new limit with ``update_max_trial_number()`` once the manager
+   is up, before the strategy starts, and wait until it is RUNNING.
+
+Also: a failed resume's ``stop()`` overwrote the checkpoint with an empty strategy state. Here
+the checkpoint folder is copied aside before resuming, and a resume that failed before loading
+the checkpoint does not save over it.
+
+Use :class:`ResumableNasExperiment` instead of ``NasExperiment`` for every run that may be
+resumed, and :func:`resume_experiment` (or :func:`prepare_resume` + ``start``) to continue one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import nni
+import nni.nas.execution.training_service as _training_service
+from nni.experiment import RunMode
+from nni.nas.execution import ExecutionEngine, TrainingServiceExecutionEngine
+from nni.nas.experiment import NasExperiment
+from nni.nas.experiment.config import NasExperimentConfig, TrainingServiceEngineConfig
+from nni.nas.utils.serializer import JsonSerializer, set_default_serializer
+from nni.runtime.tuner_command_channel import TunerCommandChannel
+from nni.runtime.tuner_command_channel.command_type import CommandType
+from nni.tools.nnictl.config_utils import Experiments
+
+from nni_hwnas.errors import UserError
+
+__all__ = ["ResumableNasExperiment", "NasTunerCommandChannel", "prepare_resume", "resume_experiment",
+           "use_json_checkpoints"]
+
+_log = logging.getLogger("nni_hwnas.strategies")
+_TUNER_ONLY_COMMANDS = (CommandType.ImportData, CommandType.AddCustomizedTrialJob)
+_channel_swap_lock = threading.Lock()
+
+
+def use_json_checkpoints() -> None:
+    """Make NNI write and read NAS checkpoints as JSON (fix 1; process-wide, NNI's public API)."""
+    set_default_serializer(JsonSerializer())
+
+
+class NasTunerCommandChannel(TunerCommandChannel):
+    """NNI's tuner command channel minus the two tuner-only commands a resumed manager sends (fix 2).
+
+    ``ImportData`` (finished trials, for a tuner to learn from) and ``AddCustomizedTrialJob``
+    (trials the manager re-runs itself) have no meaning for a NAS engine, and NNI's ``receive``
+    raises on them, killing the engine's listener thread.
+    """
+
+    def _receive(self) -> tuple[CommandType, str] | tuple[None, None]:
+        while True:
+            command_type, data = super()._receive()
+            if command_type not in _TUNER_ONLY_COMMANDS:
+                return command_type, data
+            _log.debug("ignoring tuner-only command %s on the NAS channel", command_type)
+
+
+@contextlib.contextmanager
+def _nas_channel() -> Iterator[None]:
+    """Build the engine with :class:`NasTunerCommandChannel`.
+
+    NNI's ``TrainingServiceExecutionEngine.__init__`` creates its channel from the module-level
+    name ``TunerCommandChannel``, connects it and starts listening in the same call, so there is
+    no later point to swap the channel without a race. The name is rebound for the duration of
+    that one constructor call only, under a lock, and restored at once.
+    """
+    with _channel_swap_lock:
+        original = _training_service.TunerCommandChannel
+        _training_service.TunerCommandChannel = NasTunerCommandChannel
+        try:
+            yield
+        finally:
+            _training_service.TunerCommandChannel = original
+
+
+class ResumableNasExperiment(NasExperiment):
+    """A ``NasExperiment`` whose runs can be stopped and resumed (fixes 1-3 above).
+
+    Use it for the first run too: the checkpoint must be JSON from the start.
+    """
+
+    resume_timeout_s: float = 60.0
+    _state_loaded: bool = False  # set once a resume restored the checkpointed state
+
+    def start(self, port: int = 8080, debug: bool = False, run_mode: RunMode = RunMode.Background) -> None:
+        use_json_checkpoints()
+        super().start(port, debug, run_mode)
+
+    def execution_engine_factory(self, config: Any) -> ExecutionEngine:
+        if isinstance(config, TrainingServiceEngineConfig):
+            with _nas_channel():
+                return TrainingServiceExecutionEngine(self)
+        return super().execution_engine_factory(config)
+
+    def load_checkpoint(self) -> None:
+        super().load_checkpoint()
+        if self._engine is not None:
+            self._state_loaded = True  # strategy and engine state restored (or none was saved)
+
+    def save_checkpoint(self) -> None:
+        """Never overwrite a checkpoint that a failed resume did not load (NNI would save the
+        fresh, empty strategy state over it on ``stop()``)."""
+        if self._action == "resume" and self._engine is not None and not self._state_loaded:
+            _log.warning("checkpoint of %s left as it was: the resume failed before loading it", self.id)
+            return
+        super().save_checkpoint()
+
+    def _start_engine_and_strategy(self) -> None:
+        if self._action == "resume" and self._nni_manager_required():
+            self._push_max_trial_number()
+        super()._start_engine_and_strategy()
+
+    def _push_max_trial_number(self) -> None:
+        """Fix 3: the manager took ``maxTrialNumber`` from its database; give it the new one.
+
+        Done before the engine connects: the manager only starts scheduling (and would go to
+        DONE under the old limit) once the strategy's channel is up.
+        """
+        target = self.config.max_trial_number
+        deadline = time.monotonic() + self.resume_timeout_s
+        self._wait_status(("RUNNING", "INITIALIZED", "DONE", "NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL"), deadline)
+        if target is None:
+            _log.warning("resuming %s without max_trial_number: the manager keeps its old limit", self.id)
+            return
+        self.update_max_trial_number(int(target))
+        pushed = self.get_experiment_profile()["params"].get("maxTrialNumber")
+        if pushed != int(target):
+            raise RuntimeError(f"NNI's manager kept maxTrialNumber={pushed} after setting {target}")
+        status = self._wait_status(("RUNNING",), deadline)
+        _log.info("resumed %s: max_trial_number now %s, manager %s", self.id, target, status)
+
+    def _wait_status(self, wanted: tuple[str, ...], deadline: float) -> str:
+        status = "UNKNOWN"
+        while time.monotonic() < deadline:
+            try:
+                status = self.get_status()
+            except Exception:  # REST server still starting
+                status = "UNKNOWN"
+            if status in wanted:
+                return status
+            time.sleep(0.5)
+        raise RuntimeError(f"NNI's manager for {self.id} is {status}, not {'/'.join(wanted)}, "
+                           f"after {self.resume_timeout_s:.0f} s")
+
+
+def _checkpoint_dir(experiment_id: str, working_directory: str | Path | None) -> Path:
+    root = Path(working_directory).expanduser() if working_directory else Path("~/nni-experiments").expanduser()
+    return root / experiment_id / "checkpoint"
+
+
+def prepare_resume(experiment_id: str, model_space: Any, evaluator: Any, strategy: Any, *,
+                   working_directory: str | Path | None = None, max_trials: int | None = None,
+                   concurrency: int | None = None) -> ResumableNasExperiment:
+    """A :class:`ResumableNasExperiment` set to resume ``experiment_id``; ``start(port)`` runs it.
+
+    The saved config (``<working_directory>/<id>/checkpoint/config.json``) is the base, so the
+    resumed run trains like the first; ``max_trials`` (the total, previous trials included) and
+    ``concurrency`` override it. The checkpoint folder is copied to
+    ``checkpoint.before-resume-<UTC time>`` first (``experiment.checkpoint_backup``).
+
+    Raises:
+        UserError: When the experiment or its checkpoint cannot be found.
+    """
+    checkpoint = _checkpoint_dir(experiment_id, working_directory)
+    if not (checkpoint / "config.json").exists():
+        raise UserError(f"no checkpoint of experiment {experiment_id!r} in {checkpoint.parent.parent}; "
+                        "pass the experiment's working directory")
+    if experiment_id not in Experiments().get_all_experiments():
+        raise UserError(f"experiment {experiment_id!r} is not in NNI's experiment list "
+                        "(~/nni-experiments/.experiment of the user who ran it)")
+    with (checkpoint / "config.json").open() as f:
+        config = NasExperimentConfig(**nni.load(fp=f))
+    config.experiment_working_directory = str(checkpoint.parent.parent)
+    if max_trials is not None:
+        config.max_trial_number = int(max_trials)
+    if concurrency is not None:
+        config.trial_concurrency = int(concurrency)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    backup = checkpoint.with_name(f"checkpoint.before-resume-{stamp}")
+    shutil.copytree(checkpoint, backup)
+    experiment = ResumableNasExperiment(model_space, evaluator, strategy, config=config, id=experiment_id)
+    experiment.checkpoint_backup = backup
+    experiment._action = "resume"  # what Experiment.resume() sets before start()
+    return experiment
+
+
+def resume_experiment(experiment_id: str, model_space: Any, evaluator: Any, strategy: Any, *, port: int,
+                      working_directory: str | Path | None = None, max_trials: int | None = None,
+                      concurrency: int | None = None) -> ResumableNasExperiment:
+    """Resume ``experiment_id`` and run its strategy until the new trial budget is spent.
+
+    Blocks like ``NasExperiment.start``. Returns the experiment with its manager still up (the
+    web UI and REST API keep answering): call ``stop()`` when done. On any error, Ctrl-C
+    included, the experiment is stopped before the exception propagates.
+    """
+    experiment = prepare_resume(experiment_id, model_space, evaluator, strategy,
+                                working_directory=working_directory, max_trials=max_trials,
+                                concurrency=concurrency)
+    try:
+        experiment.start(port)
+    except BaseException:
+        experiment.stop()
+        raise
+    return experiment

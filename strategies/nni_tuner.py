@@ -1,0 +1,116 @@
+"""``HwEvolutionTuner``: the same ask/tell evolution as an NNI HPO ``Tuner`` for ``nnictl create``.
+
+A thin adapter over :class:`~strategies.hw_evolution.HwEvolution` (no second copy of the
+algorithm): ``generate_parameters`` = ask, ``receive_trial_result`` = tell with NNI's whole
+metric dict (``default`` plus our metrics), ``trial_end`` tells failures, ``import_data`` tells
+earlier results (``nnictl resume``/``experiment import``). Registered for configs as
+``tuner: {name: HwEvolution}`` by ``nni-hwnas register``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Sequence
+
+from nni.tuner import Tuner
+from nni.utils import ClassArgsValidator
+
+from nni_hwnas.errors import UserError
+
+from .hw_evolution import HwEvolution, SpaceExhausted
+from .objectives import ObjectiveConfig
+
+_log = logging.getLogger("nni_hwnas.tuner")
+
+TUNER_NAME = "HwEvolution"
+
+
+class HwEvolutionTuner(Tuner):
+    """Multi-objective regularized evolution over an nnictl search space.
+
+    Args:
+        space: Our space the search-space JSON came from (``conv_net`` or ``medmnist_cnn``), so
+            architectures that differ only in unused layers count as one; None hashes every label.
+        Others: as :class:`~strategies.nni_strategy.HwEvolutionStrategy`.
+    """
+
+    def __init__(self, space: str | None = None, population_size: int = 20, sample_size: int = 10,
+                 initial_random: int = 8, mutation_prob: float | None = None, crossover_prob: float = 0.1,
+                 objectives: Sequence[str] = ("score", "cost"), score_metric: str = "default",
+                 cost_metric: str = "latency_ms", budget: float | None = None, penalty: str = "linear",
+                 penalty_weight: float = 1.0, novelty_k: int = 5, diversity_k: int = 2,
+                 screen_slack: float = 0.1, seed: int | None = None) -> None:
+        if isinstance(objectives, str):
+            objectives = (objectives,)
+        self.space = space
+        self.objective_config = ObjectiveConfig(
+            use=tuple(objectives), score_metric=score_metric, cost_metric=cost_metric, novelty_k=novelty_k,
+            diversity_k=diversity_k, penalty=penalty, penalty_weight=penalty_weight)
+        self.settings: dict[str, Any] = {
+            "population_size": population_size, "sample_size": sample_size, "initial_random": initial_random,
+            "mutation_prob": mutation_prob, "crossover_prob": crossover_prob, "budget": budget,
+            "screen_slack": screen_slack, "seed": seed}
+        HwEvolution({"probe": (0, 1)}, objectives=self.objective_config, **self.settings)  # fail early
+        self.core: HwEvolution | None = None
+        self._asked: dict[int, dict[str, Any]] = {}  # parameter_id -> sample still running
+
+    def update_search_space(self, search_space: Mapping[str, Any]) -> None:
+        labels: dict[str, tuple] = {}
+        for label, spec in search_space.items():
+            if not isinstance(spec, Mapping) or spec.get("_type") != "choice":
+                raise UserError(f"search space entry {label!r} must be a choice (`_type: choice`); "
+                                f"write the file with `nni-hwnas export-space`")
+            labels[label] = tuple(spec["_value"])
+        identity = canonical = None
+        if self.space is not None:
+            from search_spaces.registry import definition_from_labels
+
+            definition = definition_from_labels(self.space, labels)
+            identity, canonical = definition.arch_id, definition.canonical
+        self.core = HwEvolution(labels, objectives=self.objective_config, identity=identity,
+                                canonical=canonical, **self.settings)
+
+    def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
+        if self.core is None:
+            raise RuntimeError("the search space has not been received yet")
+        try:
+            sample = self.core.ask()
+        except SpaceExhausted:
+            import nni
+
+            raise nni.NoMoreTrialError("every architecture of the space has been proposed") from None
+        self._asked[parameter_id] = sample
+        return sample
+
+    def receive_trial_result(self, parameter_id: int, parameters: Mapping[str, Any], value: Any,
+                             **kwargs: Any) -> None:
+        metrics = dict(value) if isinstance(value, Mapping) else {"default": float(value)}
+        sample = self._asked.pop(parameter_id, None) or dict(parameters)
+        self.core.tell(sample, metrics)
+
+    def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
+        sample = self._asked.pop(parameter_id, None)
+        if sample is not None:  # ended without a final result: failed (or lost)
+            self.core.tell(sample, None, failed=True)
+
+    def import_data(self, data: Sequence[Mapping[str, Any]]) -> None:
+        for record in data:
+            value = record.get("value")
+            if isinstance(value, str):
+                import json
+
+                value = json.loads(value)
+            metrics = dict(value) if isinstance(value, Mapping) else {"default": float(value)}
+            self.core.tell(dict(record["parameter"]), metrics)
+
+
+class HwEvolutionClassArgsValidator(ClassArgsValidator):
+    """Rejects bad ``classArgs`` at ``nnictl create`` time, in one line, instead of a dead dispatcher."""
+
+    def validate_class_args(self, **kwargs: Any) -> None:
+        try:
+            HwEvolutionTuner(**kwargs)
+        except TypeError as exc:
+            raise ValueError(f"{TUNER_NAME} classArgs: {exc}") from None
+        except UserError as exc:
+            raise ValueError(f"{TUNER_NAME} classArgs: {exc}") from None
