@@ -1,0 +1,145 @@
+"""The nnictl route: export-space matches the NAS route, and our tuner runs under `nnictl create`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, free_port
+from nni_hwnas.errors import UserError
+from nni_hwnas.hpo_trial import check_parameters
+from nni_hwnas.space_export import nni_search_space
+from search_spaces import load_preset, make_definition, make_model_space
+from search_spaces.registry import definition_from_labels
+
+BIN = Path(sys.executable).parent
+SHIPPED = {"digits": ("quickstart", (1, 8, 8), 10), "octmnist": ("octmnist", (1, 28, 28), 4),
+           "cifar10": ("cifar10", (3, 32, 32), 10)}
+
+
+def shipped_space(config: str):
+    from nni_hwnas.config import load_config
+    from nni_hwnas.launch import resolve_space
+
+    return resolve_space(load_config(REPO / "experiments" / f"{config}.yaml"))
+
+
+@pytest.mark.parametrize("dataset", list(SHIPPED))
+def test_shipped_search_space_files_are_current(dataset):
+    config, shape, classes = SHIPPED[dataset]
+    space, choices = shipped_space(config)
+    exported = nni_search_space(make_definition(space, choices, shape, classes))
+    shipped = json.loads((REPO / "experiments" / "nnictl" / f"{dataset}_space.json").read_text())
+    assert shipped == json.loads(json.dumps(exported))
+
+
+@pytest.mark.parametrize("preset", ["conv_net", "medmnist_cnn_wide"])
+def test_export_space_parameters_freeze_to_the_nas_routes_models(preset):
+    space_name, choices = load_preset(preset)
+    definition = make_definition(space_name, choices, (1, 28, 28), 4)
+    model_space = make_model_space(space_name, choices, (1, 28, 28), 4)
+    search_space = json.loads(json.dumps(nni_search_space(definition)))  # as nnictl hands it over
+    assert set(search_space) == set(model_space.simplify())
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        params = {label: spec["_value"][rng.integers(len(spec["_value"]))] for label, spec in search_space.items()}
+        hpo_specs = definition.describe(check_parameters(definition, params))
+        nas_model = model_space.freeze(params)
+        assert hpo_specs == nas_model.layer_specs
+        assert sum(p.numel() for p in nas_model.parameters()) == sum(
+            p.numel() for p in __import__("search_spaces.layers", fromlist=["x"]).build_network(hpo_specs).parameters())
+
+
+def test_parameters_of_another_space_are_rejected():
+    definition = make_definition("medmnist_cnn", None, (1, 28, 28), 4)
+    with pytest.raises(UserError, match="not choices of space 'medmnist_cnn'"):
+        check_parameters(definition, {"depth": 1, "conv0_kernel": 3})
+    with pytest.raises(UserError, match="not a choice of space 'conv_net'"):
+        definition_from_labels("conv_net", {"hidden": [16, 32]})
+
+
+def rest(port: int, path: str):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni{path}", timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+def test_tuner_round_trip_through_nnictl(tmp_path):
+    home = tmp_path / "home"
+    (home / "nni-config").mkdir(parents=True)
+    env = {**os.environ, "HOME": str(home), "NNI_CONFIG_DIR": str(home / "nni-config"),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run = lambda *cmd: subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)  # noqa: E731
+
+    assert run(str(BIN / "nni-hwnas"), "register").returncode == 0
+    assert "HwEvolution" in run(str(BIN / "nnictl"), "algo", "list").stdout
+
+    # The shipped digits config, with 3 short trials and its paths made absolute.
+    experiment = tmp_path / "quick.yaml"
+    experiment.write_text((REPO / "experiments" / "quickstart.yaml").read_text()
+                          .replace("epochs: 15", "epochs: 1"))
+    config = yaml.safe_load((REPO / "experiments" / "nnictl" / "digits.yml").read_text())
+    config.update(maxTrialNumber=3, searchSpaceFile=str(REPO / "experiments" / "nnictl" / "digits_space.json"),
+                  trialCodeDirectory=str(tmp_path), experimentWorkingDirectory=str(tmp_path / "exps"),
+                  trialCommand=f"python3 -m nni_hwnas.hpo_trial --config {experiment}")
+    (tmp_path / "digits.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    created = run(str(BIN / "nnictl"), "create", "--config", str(tmp_path / "digits.yml"), "--port", str(port))
+    assert created.returncode == 0, created.stderr
+    experiment_id = next(line.split('"nnictl stop ')[1].split('"')[0] for line in created.stdout.splitlines()
+                         if "nnictl stop " in line)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            status = rest(port, "/check-status")["status"]
+            assert status != "ERROR", (tmp_path / "exps" / experiment_id / "log" / "dispatcher.log").read_text()[-3000:]
+            jobs = rest(port, "/trial-jobs") or []
+            if status in ("DONE", "NO_MORE_TRIAL") and len(jobs) == 3 and all(j["status"] == "SUCCEEDED" for j in jobs):
+                break
+            assert time.monotonic() < deadline, f"status {status}, jobs {[j['status'] for j in jobs]}"
+            time.sleep(2)
+        finals = [m for m in rest(port, "/metric-data") if m["type"] == "FINAL"]
+        assert len(finals) == 3
+        samples = []
+        for record in finals:
+            metrics = json.loads(json.loads(record["data"])) if isinstance(json.loads(record["data"]), str) \
+                else json.loads(record["data"])
+            assert {"default", "accuracy", "latency_ms", "params", "flops", "within_budget"} <= set(metrics)
+        for job in jobs:
+            samples.append(json.dumps(json.loads(job["hyperParameters"][0])["parameters"], sort_keys=True))
+        assert len(set(samples)) == 3  # the tuner never proposes an architecture twice
+        dispatcher = (tmp_path / "exps" / experiment_id / "log" / "dispatcher.log").read_text()
+        assert "Traceback" not in dispatcher
+    finally:
+        stopped = run(str(BIN / "nnictl"), "stop", experiment_id)
+    assert stopped.returncode == 0
+    assert "unregistered" in run(str(BIN / "nni-hwnas"), "unregister").stdout
+    assert "HwEvolution" not in run(str(BIN / "nnictl"), "algo", "list").stdout
+
+
+def test_tuner_reads_nni_dict_results_and_remembers_failures():
+    from strategies.nni_tuner import HwEvolutionTuner
+
+    search_space = json.loads((REPO / "experiments" / "nnictl" / "digits_space.json").read_text())
+    tuner = HwEvolutionTuner(space="conv_net", seed=0, population_size=4, sample_size=2, initial_random=2,
+                             score_metric="accuracy")
+    tuner.update_search_space(search_space)
+    proposals = [tuner.generate_parameters(i) for i in range(6)]
+    for i, params in enumerate(proposals[:5]):
+        tuner.receive_trial_result(i, params, {"default": 0.5 + i / 20, "accuracy": 0.5 + i / 20,
+                                              "latency_ms": 1.0 + i})
+        tuner.trial_end(i, True)
+    tuner.trial_end(5, False)  # ended without a result: failed
+    history = tuner.core.history
+    assert [r["status"] for r in history] == ["succeeded"] * 5 + ["failed"]
+    assert history[4]["metrics"]["latency_ms"] == 5.0
+    identities = {tuner.core.identity(p) for p in proposals + [tuner.generate_parameters(6)]}
+    assert len(identities) == 7
