@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.set_defaults(func=_register)
 
+    from .cli_profile import add_profile_command
+
+    add_profile_command(commands)
+
     spaces = commands.add_parser("spaces", help="list the bundled space presets")
     spaces.set_defaults(func=_spaces)
     return parser

@@ -73,6 +73,20 @@ class EvaluatorConfig:
 
 
 @dataclass
+class HardwareConfig:
+    """The target device: a profile (``hw_profiles/<name>.yaml`` or a path) and budget overrides.
+
+    With a profile, ``latency_ms`` is predicted from its lookup table and ``within_budget`` checks
+    its budgets; without one (``profile: null``) latency is measured on this host at batch 1.
+    """
+
+    profile: str | None = None
+    table: str | None = None
+    budgets: dict = field(default_factory=dict)
+    measure_latency: bool = False
+
+
+@dataclass
 class ExperimentConfig:
     """NNI experiment settings: trial budget, concurrency, web UI port, working directory."""
 
@@ -93,6 +107,7 @@ class RunConfig:
     space: SpaceConfig = field(default_factory=SpaceConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     output: str | None = None
     source: str | None = field(default=None, metadata={"internal": True})
@@ -162,6 +177,10 @@ def parse_config(data: Mapping[str, Any] | None, base_dir: Path | None = None) -
         config.experiment.working_directory = str((base / Path(config.experiment.working_directory).expanduser()).resolve())
     if config.space.preset is not None and config.space.preset.endswith((".yaml", ".yml")):
         config.space.preset = str((base / config.space.preset).resolve())
+    if config.hardware.table is not None:
+        config.hardware.table = str((base / Path(config.hardware.table).expanduser()).resolve())
+    if config.hardware.profile is not None and config.hardware.profile.endswith((".yaml", ".yml")):
+        config.hardware.profile = str((base / config.hardware.profile).resolve())
     if config.space.name is None and config.space.preset is None:
         config.space.name = "conv_net"
     return config

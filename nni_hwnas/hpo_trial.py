@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import nni
 
-    from .launch import trial_dataset_args, trial_objective_args, trial_training_args
+    from .launch import trial_dataset_args, trial_hardware_args, trial_objective_args, trial_training_args
     from .trial import evaluate_architecture
 
     try:
@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     trial_training_args(config), config.seed, config.evaluator.threads,
                                     config.evaluator.latency_repeats,
                                     on_epoch=lambda epoch, acc: nni.report_intermediate_result(acc),
-                                    objective=trial_objective_args(config))
+                                    objective=trial_objective_args(config), definition=definition,
+                                    hardware=trial_hardware_args(config))
     nni.report_final_result(metrics)
     return 0
 

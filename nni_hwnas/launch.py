@@ -23,6 +23,7 @@ import numpy as np
 from .config import RunConfig
 from .errors import UserError
 from .nni_rest import NniRestClient
+from .hypervolume_trace import default_reference
 from .results import trial_rows, write_json, write_results
 from .runinfo import run_record
 
@@ -73,6 +74,11 @@ class PreparedSearch:
     input_shape: tuple[int, int, int]
     num_classes: int
     dataset_source: str
+    device: Any = None  # DeviceProfile with the experiment's budgets, or None (measure here)
+    predictor: Any = None  # LatencyPredictor for the space on the device, or None
+
+    def budget_for(self, metric: str) -> float | None:
+        return None if self.device is None else self.device.budgets.limits().get(metric)
 
 
 def prepare(config: RunConfig) -> PreparedSearch:
@@ -92,8 +98,26 @@ def prepare(config: RunConfig) -> PreparedSearch:
                         download=config.dataset.download, val_fraction=config.dataset.val_fraction,
                         test_fraction=config.dataset.test_fraction)
     definition = make_definition(space_name, choices, data.input_shape, data.num_classes)
+    device, predictor = prepare_hardware(config, definition)
     return PreparedSearch(config, space_name, {k: list(v) for k, v in definition.choices.items()},
-                          definition, tuple(data.input_shape), data.num_classes, data.source)
+                          definition, tuple(data.input_shape), data.num_classes, data.source, device, predictor)
+
+
+def prepare_hardware(config: RunConfig, definition: Any) -> tuple[Any, Any]:
+    """Load the device profile and its predictor, and refuse budgets nothing in the space meets."""
+    if not config.hardware.profile:
+        if config.hardware.budgets:
+            raise UserError("config: `hardware.budgets` needs `hardware.profile` (e.g. host-cpu-1t or mcu-cortex-m7)")
+        return None, None
+    from .cost_trial import check_budgets_reachable, load_predictor
+    from .profiles import load_profile
+
+    device = load_profile(config.hardware.profile).with_budgets(config.hardware.budgets or None)
+    predictor = load_predictor(device, definition, config.hardware.table)
+    if predictor is not None:
+        predictor.check_coverage()
+    check_budgets_reachable(definition, device, predictor)
+    return device, predictor
 
 
 def trial_dataset_args(config: RunConfig) -> dict[str, Any]:
@@ -111,6 +135,15 @@ def trial_training_args(config: RunConfig) -> dict[str, Any]:
     return {"epochs": ev.epochs, "batch_size": ev.batch_size, "learning_rate": ev.learning_rate,
             "momentum": ev.momentum, "weight_decay": ev.weight_decay, "lr_schedule": ev.lr_schedule,
             "train_subset": ev.train_subset, "augment": ev.augment}
+
+
+def trial_hardware_args(config: RunConfig) -> dict[str, Any] | None:
+    """The device profile a trial predicts costs on (absolute paths), or None to measure here."""
+    hw = config.hardware
+    if not hw.profile:
+        return None
+    return {"profile": hw.profile, "table": hw.table, "budgets": dict(hw.budgets or {}),
+            "measure_latency": hw.measure_latency}
 
 
 def trial_objective_args(config: RunConfig) -> dict[str, Any]:
@@ -131,7 +164,8 @@ def make_evaluator(prepared: PreparedSearch) -> Any:
     cfg = prepared.config
     return FunctionalEvaluator(train_and_report, dataset=trial_dataset_args(cfg), training=trial_training_args(cfg),
                                seed=cfg.seed, threads=cfg.evaluator.threads,
-                               latency_repeats=cfg.evaluator.latency_repeats, objective=trial_objective_args(cfg))
+                               latency_repeats=cfg.evaluator.latency_repeats, objective=trial_objective_args(cfg),
+                               hardware=trial_hardware_args(cfg))
 
 
 def seed_everything(seed: int) -> None:
@@ -190,6 +224,21 @@ def wait_until_finished(client: NniRestClient, timeout_s: float = 60.0) -> None:
         time.sleep(1.0)
 
 
+def hardware_record(prepared: PreparedSearch) -> dict[str, Any]:
+    """What the run's costs were computed for: the profile, its budgets, the table's origin."""
+    if prepared.device is None:
+        return {"profile": None, "latency": "measured on this host at batch 1"}
+    record: dict[str, Any] = {"profile": prepared.device.name, "kind": prepared.device.kind,
+                              "threads": prepared.device.threads, "batch_size": prepared.device.batch_size,
+                              "budgets": prepared.device.budgets.limits()}
+    if prepared.predictor is not None:
+        header = prepared.predictor.table.header
+        record["latency_table"] = str(prepared.predictor.table.path)
+        record["table_measured_on"] = getattr(header, "machine", None)
+        record["table_torch"] = getattr(header, "torch_version", None)
+    return record
+
+
 def result_objectives(config: RunConfig) -> tuple[str, str]:
     """(score, cost) of the results' Pareto front: accuracy and the strategy's cost metric."""
     cost = "latency_ms"
@@ -207,7 +256,10 @@ def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tup
 
     config = prepared.config
     space = make_model_space(prepared.space_name, prepared.choices, prepared.input_shape, prepared.num_classes)
-    strategy = make_strategy(config.strategy.name, config.strategy.args, config.seed, definition=prepared.definition)
+    cost_metric = result_objectives(config)[1]
+    screen = prepared.predictor.predict if prepared.predictor is not None and cost_metric == "latency_ms" else None
+    strategy = make_strategy(config.strategy.name, config.strategy.args, config.seed, definition=prepared.definition,
+                             screen=screen, budget=prepared.budget_for(cost_metric))
     evaluator = make_evaluator(prepared)
     use_json_checkpoints()  # torch >= 2.6 can't reload NNI's torch-pickled checkpoints (NNI_NOTES)
     if resume:
@@ -262,10 +314,11 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
         info = run_record(config.seed, config.to_dict(), experiment_id=experiment.id, port=port,
                           resumed=bool(resume), space=prepared.space_name, space_choices=prepared.choices,
                           input_shape=list(prepared.input_shape), num_classes=prepared.num_classes,
-                          dataset_source=prepared.dataset_source,
+                          dataset_source=prepared.dataset_source, hardware=hardware_record(prepared),
                           experiment_directory=str(Path(exp_cfg.experiment_working_directory).expanduser() / experiment.id),
                           wall_seconds=time.time() - started, interrupted=interrupted)
-        paths = write_results(out_dir, rows, info, objectives=objectives,
+        reference = default_reference([rows], objectives[0], objectives[1], prepared.budget_for(objectives[1]))
+        paths = write_results(out_dir, rows, info, objectives=objectives, reference=reference,
                               title=f"{config.strategy.name} on {config.dataset.name} ({prepared.space_name})")
         if hasattr(strategy, "core"):
             write_json(out_dir / "strategy_history.json", {"history": strategy.core.history,

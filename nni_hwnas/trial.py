@@ -30,10 +30,38 @@ def reinitialise(layer_specs: Sequence, seed: int) -> torch.nn.Module:
     return build_network(layer_specs)
 
 
+def hardware_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str, Any] | None,
+                   input_shape: Sequence[int], network: torch.nn.Module, default_threads: int,
+                   latency_repeats: int) -> dict[str, float]:
+    """Cost metrics: predicted on the profile's device (with its budgets), or measured here.
+
+    With a profile, ``latency_ms`` comes from its lookup table and ``within_budget`` checks its
+    budgets; ``measure_latency`` adds this host's measurement as ``latency_measured_ms``. Without
+    one, ``latency_ms`` is measured on this host at batch 1 and there is no budget.
+    """
+    hardware = dict(hardware or {})
+    if hardware.get("profile"):
+        from .cost_trial import cost_metrics, load_predictor
+        from .profiles import load_profile
+
+        device = load_profile(hardware["profile"]).with_budgets(hardware.get("budgets") or None)
+        metrics = cost_metrics(layer_specs, load_predictor(device, definition, hardware.get("table")), device)
+        if hardware.get("measure_latency"):
+            measured = measure_model_latency(network, tuple(input_shape), batch_size=device.batch_size,
+                                              threads=device.threads, n_repeats=latency_repeats)
+            metrics["latency_measured_ms"] = measured.median_ms
+        return metrics
+    measured = measure_model_latency(network, tuple(input_shape), batch_size=1, threads=default_threads,
+                                     n_repeats=latency_repeats)
+    return {**estimate_cost(layer_specs).as_metrics(), "latency_ms": measured.median_ms,
+            "latency_measured_ms": measured.median_ms, "within_budget": 1}
+
+
 def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], training: Mapping[str, Any],
                           seed: int, threads: int = 1, latency_repeats: int = 30,
                           on_epoch: Callable[[int, float], None] | None = None,
-                          objective: Mapping[str, Any] | None = None) -> dict[str, float]:
+                          objective: Mapping[str, Any] | None = None, definition: Any = None,
+                          hardware: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Train the network ``layer_specs`` describes and return the metric-contract dict.
 
     Raises:
@@ -44,16 +72,12 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
         data = load_dataset(seed=seed, **dataset)
         network = reinitialise(layer_specs, seed)
         result = train_model(network, data, TrainSettings(**training), seed, on_epoch=on_epoch)
-        latency = measure_model_latency(network, data.input_shape, batch_size=1, threads=threads,
-                                        n_repeats=latency_repeats)
-    cost = estimate_cost(layer_specs)
+        costs = hardware_costs(layer_specs, definition, hardware, data.input_shape, network, threads,
+                               latency_repeats)
     metrics: dict[str, float] = {
         "default": result.final_accuracy,
         "accuracy": result.final_accuracy,
-        "latency_ms": latency.median_ms,
-        "latency_measured_ms": latency.median_ms,
-        **cost.as_metrics(),
-        "within_budget": 1,
+        **costs,
         "train_seconds": result.train_seconds,
         "trial_seconds": time.perf_counter() - started,
     }
@@ -66,13 +90,13 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
 
 
 def train_and_report(model: Any, dataset: Mapping[str, Any], training: Mapping[str, Any], seed: int,
-                     threads: int = 1, latency_repeats: int = 30,
-                     objective: Mapping[str, Any] | None = None) -> dict[str, float]:
+                     threads: int = 1, latency_repeats: int = 30, objective: Mapping[str, Any] | None = None,
+                     hardware: Mapping[str, Any] | None = None) -> dict[str, float]:
     """NNI ``FunctionalEvaluator`` body: per-epoch ``report_intermediate_result``, then one final dict."""
     import nni
 
     metrics = evaluate_architecture(model.layer_specs, dataset, training, seed, threads, latency_repeats,
                                     on_epoch=lambda epoch, acc: nni.report_intermediate_result(acc),
-                                    objective=objective)
+                                    objective=objective, definition=model.definition, hardware=hardware)
     nni.report_final_result(metrics)
     return metrics

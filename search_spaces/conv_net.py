@@ -58,3 +58,24 @@ class ConvNetDefinition(SpaceDefinition):
         specs.append(LayerSpec("linear", channels * hw * hw, self.num_classes, relu=False,
                                flatten=True, dropout=full["dropout"]))
         return specs
+
+    def enumerate_layers(self) -> list[LayerSpec]:
+        """Every distinct conv and classifier layer, position by position (dropout 0)."""
+        in_channels, hw, _ = self.input_shape
+        channel_options = [in_channels]
+        seen: dict[LayerSpec, None] = {}
+        for position in range(max(self.choices["depth"])):
+            pool = should_pool(hw)
+            for in_ch in channel_options:
+                for out_ch in self.choices["filters"]:
+                    for kernel in self.choices["kernel"]:
+                        for bn in self.choices["batch_norm"]:
+                            seen.setdefault(LayerSpec("conv", in_ch, out_ch, in_hw=hw, kernel=kernel,
+                                                      batch_norm=bn, relu=True, pool=pool))
+            hw = hw // 2 if pool else hw
+            channel_options = list(self.choices["filters"])
+            if position + 1 in self.choices["depth"]:
+                for channels in channel_options:
+                    seen.setdefault(LayerSpec("linear", channels * hw * hw, self.num_classes, relu=False,
+                                              flatten=True))
+        return list(seen)

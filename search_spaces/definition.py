@@ -9,17 +9,22 @@ description costs microseconds.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from nni_hwnas.errors import UserError, unknown
 
 from .layers import LayerSpec
+
+# Above this many samples, describing every one to enumerate layers is too slow (~20 µs each).
+ENUMERATE_BY_SAMPLES_LIMIT = 200_000
 
 
 @dataclass(frozen=True)
@@ -125,9 +130,12 @@ class SpaceDefinition:
                 full[label] = values[0]
                 continue
             value = sample[label]
-            if value not in values:
+            # Keep the declared value, not the given one: NNI's manager re-encodes JSON (0.0 comes
+            # back as 0) and identities hash the values. Booleans never match numbers.
+            matches = [v for v in values if v == value and isinstance(v, bool) == isinstance(value, bool)]
+            if not matches:
                 raise UserError(f"space {self.name!r}: choice {label!r} = {value!r} is not one of {list(values)}")
-            full[label] = value
+            full[label] = matches[0]
         missing = [label for label in self.active_labels(full)
                    if label not in sample and len(self.labels()[label]) > 1]
         if missing:
@@ -156,3 +164,38 @@ class SpaceDefinition:
     def size(self) -> int:
         """Number of label combinations (an upper bound on distinct networks)."""
         return math.prod(len(v) for v in self.mutable_labels().values())
+
+    def all_samples(self) -> Iterator[dict[str, Any]]:
+        """Every label combination (``size()`` of them): for small spaces and for tests."""
+        labels = self.mutable_labels()
+        for values in itertools.product(*labels.values()):
+            yield dict(zip(labels, values))
+
+    def enumerate_layers(self) -> list[LayerSpec]:
+        """Every distinct layer the space can produce, ``dropout`` set to 0 (identity at inference).
+
+        What the latency profiler measures. This default describes every sample, so it only suits
+        small spaces; subclasses enumerate by position instead (input resolution is fixed per
+        position, in-channels range over the previous position's filter choices).
+        """
+        if self.size() > ENUMERATE_BY_SAMPLES_LIMIT:
+            raise NotImplementedError(f"{type(self).__name__} has {self.size()} samples: define enumerate_layers()")
+        seen: dict[LayerSpec, None] = {}
+        for sample in self.all_samples():
+            for spec in self.describe(sample):
+                seen.setdefault(dataclasses.replace(spec, dropout=0.0))
+        return list(seen)
+
+    def cheapest_candidates(self) -> list[dict[str, Any]]:
+        """One sample per ``depth`` value with every other label at its smallest value.
+
+        In our spaces every cost (params, MACs, activation memory, latency) grows with filters,
+        hidden units, kernel size and batch-norm, but not with depth (a deeper net can shrink the
+        classifier); so the cheapest network of the space, by any of these costs or all of them
+        at once, is among these candidates. Used to tell a user that no architecture can meet a budget.
+        """
+        smallest = self.extreme_sample("min")
+        depths = self.mutable_labels().get("depth")
+        if depths is None:
+            return [smallest]
+        return [{**smallest, "depth": depth} for depth in depths]

@@ -47,3 +47,19 @@ class MedmnistCnnDefinition(SpaceDefinition):
         specs.append(LayerSpec("linear", full["hidden"], self.num_classes, relu=False,
                                dropout=full["dropout"]))
         return specs
+
+    def enumerate_layers(self) -> list[LayerSpec]:
+        """Every distinct layer, per filter count (shared by all blocks) and position (dropout 0)."""
+        seen: dict[LayerSpec, None] = {}
+        for filters in self.choices["filters"]:
+            channels, hw, _ = self.input_shape
+            for position in range(max(self.choices["depth"])):
+                spec = LayerSpec("conv", channels, filters, in_hw=hw, kernel=3, relu=True, pool=should_pool(hw))
+                seen.setdefault(spec)
+                channels, hw = spec.out_ch, spec.out_hw
+                if position + 1 in self.choices["depth"]:
+                    for hidden in self.choices["hidden"]:
+                        seen.setdefault(LayerSpec("linear", channels * hw * hw, hidden, relu=True, flatten=True))
+        for hidden in self.choices["hidden"]:
+            seen.setdefault(LayerSpec("linear", hidden, self.num_classes, relu=False))
+        return list(seen)

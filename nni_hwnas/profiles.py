@@ -1,0 +1,225 @@
+"""Device profiles: a short YAML of facts per target device, and the budgets an architecture must meet.
+
+A profile says how the device runs a network (``threads``, ``batch_size``, ``precision``), where its
+measured latency table lives (``latency_table``, a file beside the YAML; none for a budget-only
+device) and which budgets apply (``budgets``: ``latency_ms``, ``params``, ``flops`` (MACs),
+``peak_mem_kb``, ``param_kb``; ``null`` means no limit). Keys are snake_case and strict: an unknown
+key is named with the closest valid one. No latency is ever assumed for a device nobody measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+import hw_profiles
+
+from .errors import UserError, closest, unknown
+
+PROFILE_DIR = Path(hw_profiles.__file__).resolve().parent
+KINDS = ("cpu", "cuda", "budget-only")
+BYTES_PER_VALUE = {"float32": 4, "float16": 2, "int8": 1}
+PROFILE_KEYS = ("name", "version", "description", "kind", "threads", "batch_size", "precision",
+                "budgets", "latency_table")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One budget an architecture exceeds: ``value`` against ``limit``, both in the metric's unit."""
+
+    metric: str
+    limit: float
+    value: float
+
+    @property
+    def excess(self) -> float:
+        """How far over the limit, in the metric's unit (> 0)."""
+        return self.value - self.limit
+
+    @property
+    def excess_ratio(self) -> float:
+        """How far over, relative to the limit (0.25 = 25% over): unit-free, for penalties."""
+        return self.value / self.limit - 1.0 if self.limit > 0 else float("inf")
+
+    def describe(self) -> str:
+        return f"{self.metric} {self.value:.4g} > {self.limit:.4g} (+{100 * self.excess_ratio:.1f}%)"
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """Result of :meth:`Budgets.check`: ``within`` plus every violated budget."""
+
+    within: bool
+    violations: tuple[Violation, ...] = ()
+
+    @property
+    def worst_ratio(self) -> float:
+        """Largest relative excess over all budgets (0.0 when within): a HW-EvRSNAS-style penalty input."""
+        return max((v.excess_ratio for v in self.violations), default=0.0)
+
+    def __bool__(self) -> bool:
+        return self.within
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Upper limits on an architecture's costs; ``None`` means unlimited. Units are in the names:
+    ``flops`` counts multiply-accumulates at batch 1, ``peak_mem_kb`` and ``param_kb`` are KiB at
+    the profile's precision."""
+
+    latency_ms: float | None = None
+    params: float | None = None
+    flops: float | None = None
+    peak_mem_kb: float | None = None
+    param_kb: float | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None, where: str) -> "Budgets":
+        """Strict: an unknown key or a non-positive number is a one-line :class:`UserError`."""
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise UserError(f"{where}: `budgets` must be a mapping like {{latency_ms: 1.5}}, got {data!r}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        values: dict[str, float | None] = {}
+        for key, value in data.items():
+            if key not in names:
+                raise UserError(f"{where}: unknown budget `{key}`{closest(key, names)}; allowed: {', '.join(names)}")
+            if value is None:
+                values[key] = None
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise UserError(f"{where}: budget `{key}` must be a positive number or null, got {value!r}")
+            values[key] = float(value)
+        return cls(**values)
+
+    def limits(self) -> dict[str, float]:
+        """The set budgets only, metric name -> limit."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def merged(self, overrides: Mapping[str, Any] | None, where: str = "budgets") -> "Budgets":
+        """These budgets with ``overrides`` (an experiment's) replacing them key by key."""
+        given = Budgets.from_mapping(overrides, where)
+        explicit = set(overrides or {})
+        return dataclasses.replace(self, **{k: getattr(given, k) for k in explicit})
+
+    def check(self, metrics: Mapping[str, float]) -> BudgetCheck:
+        """Compare ``metrics`` (metric-contract names) with every set budget.
+
+        A set budget whose metric is missing from ``metrics`` is a programming error (KeyError):
+        silently passing it would let an over-budget architecture onto the front.
+        """
+        violations = []
+        for name, limit in self.limits().items():
+            if name not in metrics:
+                raise KeyError(f"budget {name!r} is set but the metrics have no {name!r}: {sorted(metrics)}")
+            value = float(metrics[name])
+            if value > limit:
+                violations.append(Violation(name, limit, value))
+        return BudgetCheck(not violations, tuple(violations))
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """One target device. ``threads`` is already resolved (``all`` -> this host's core count)."""
+
+    name: str
+    kind: str
+    threads: int
+    batch_size: int
+    precision: str
+    budgets: Budgets
+    latency_table: Path | None
+    version: int = 1
+    description: str = ""
+    source: Path | None = None
+
+    @property
+    def measures_latency(self) -> bool:
+        """False for a budget-only device: its costs are analytic, it has no latency."""
+        return self.kind != "budget-only"
+
+    @property
+    def bytes_per_value(self) -> int:
+        return BYTES_PER_VALUE[self.precision]
+
+    def with_budgets(self, overrides: Mapping[str, Any] | None, where: str = "hardware.budgets") -> "DeviceProfile":
+        """This profile with an experiment's budgets replacing the profile's, key by key."""
+        budgets = self.budgets.merged(overrides, where)
+        if budgets.latency_ms is not None and not self.measures_latency:
+            raise UserError(f"{where}: profile {self.name!r} is budget-only and has no latency; "
+                            "drop `latency_ms` or use a profile with a latency table (host-cpu-1t, host-cpu, cuda)")
+        return dataclasses.replace(self, budgets=budgets)
+
+
+def profile_names() -> list[str]:
+    """The bundled profiles (``hw_profiles/*.yaml``)."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def _resolve_threads(value: Any, where: str) -> int:
+    if value == "all":
+        return os.cpu_count() or 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{where}: `threads` must be a positive integer or 'all', got {value!r}")
+    return value
+
+
+def parse_profile(data: Any, path: Path) -> DeviceProfile:
+    """Validate a profile mapping read from ``path`` (relative table paths resolve against its folder)."""
+    where = f"profile {path}"
+    if not isinstance(data, Mapping):
+        raise UserError(f"{where} must be a YAML mapping with keys {', '.join(PROFILE_KEYS)}")
+    for key in data:
+        if key not in PROFILE_KEYS:
+            raise UserError(f"{where}: unknown key `{key}`{closest(key, PROFILE_KEYS)}; allowed: {', '.join(PROFILE_KEYS)}")
+    for key in ("name", "kind"):
+        if not isinstance(data.get(key), str):
+            raise UserError(f"{where}: `{key}` is required and must be a string")
+    kind = data["kind"]
+    if kind not in KINDS:
+        raise UserError(f"{where}: `kind` is {kind!r}{closest(kind, KINDS)}; allowed: {', '.join(KINDS)}")
+    precision = data.get("precision", "float32")
+    if precision not in BYTES_PER_VALUE:
+        raise UserError(f"{where}: `precision` is {precision!r}; allowed: {', '.join(BYTES_PER_VALUE)}")
+    batch = data.get("batch_size", 1)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise UserError(f"{where}: `batch_size` must be a positive integer, got {batch!r}")
+    table = data.get("latency_table")
+    if kind == "budget-only" and table is not None:
+        raise UserError(f"{where}: a budget-only profile has no `latency_table` (nothing was measured)")
+    if kind != "budget-only" and not isinstance(table, str):
+        raise UserError(f"{where}: `latency_table` (a JSON file beside the YAML, e.g. tables/{data['name']}.json) is required for kind {kind!r}")
+    budgets = Budgets.from_mapping(data.get("budgets"), where)
+    if budgets.latency_ms is not None and kind == "budget-only":
+        raise UserError(f"{where}: a budget-only profile can't have a `latency_ms` budget")
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise UserError(f"{where}: `version` must be an integer, got {version!r}")
+    return DeviceProfile(
+        name=data["name"], kind=kind, threads=_resolve_threads(data.get("threads", 1), where),
+        batch_size=batch, precision=precision, budgets=budgets,
+        latency_table=(path.parent / table).resolve() if table else None,
+        version=version, description=str(data.get("description") or ""), source=path.resolve(),
+    )
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """A bundled profile by name (``host-cpu-1t``) or a profile YAML by path."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        if str(name_or_path) not in profile_names():
+            raise unknown("device profile", str(name_or_path), profile_names())
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"profile {path} is not valid YAML{where}: fix the syntax") from None
+    return parse_profile(data, path)
