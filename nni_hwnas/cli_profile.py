@@ -100,7 +100,8 @@ def run_profile(args: argparse.Namespace) -> int:
               "run the same command again to resume", flush=True)
         raise
     print(f"nni-hwnas: {report.layers_measured} layers measured ({report.layers_kept} already there, "
-          f"{report.noisy_layers} with IQR > 10% of the median), {report.models_measured} whole models measured "
+          f"{report.noisy_layers} with IQR > 10% of the median, {report.layers_remeasured} re-measured as stalled), "
+          f"{report.models_measured} whole models measured "
           f"({report.models_kept} already there) in {report.seconds:.0f} s; table {path} has {len(table)} rows")
     for context, correction in sorted(report.corrections.items()):
         print(f"nni-hwnas: correction {context}: {correction}")

@@ -54,9 +54,16 @@ class StrategyConfig:
 
 @dataclass
 class EvaluatorConfig:
-    """How a trial scores a candidate: short SGD training (``kind: train``)."""
+    """How a trial scores a candidate: short SGD training (``train``), a training-free proxy
+    (``proxy``: rmi, synflow, naswot, grad_norm, params, flops) or costs only (``cost``)."""
 
-    kind: str = _bounded("train", choices=("train",))
+    kind: str = _bounded("train", choices=("train", "proxy", "cost"))
+    proxy: str = _bounded("rmi", choices=("rmi", "synflow", "naswot", "grad_norm", "params", "flops"))
+    proxy_batch_size: int = _bounded(256, low=2, high=65536)
+    train_steps: int = _bounded(0, low=0, high=100000)
+    reference_checkpoint: str | None = None
+    then_train_top_k: int = _bounded(0, low=0, high=1000)
+    cost_metric: str = _bounded("latency_ms", choices=("latency_ms", "params", "flops", "peak_mem_kb", "param_kb"))
     epochs: int = _bounded(3, low=1, high=1000)
     batch_size: int = _bounded(64, low=1, high=65536)
     learning_rate: float = _bounded(0.05, low=1e-7, high=10.0)
@@ -177,6 +184,8 @@ def parse_config(data: Mapping[str, Any] | None, base_dir: Path | None = None) -
         config.experiment.working_directory = str((base / Path(config.experiment.working_directory).expanduser()).resolve())
     if config.space.preset is not None and config.space.preset.endswith((".yaml", ".yml")):
         config.space.preset = str((base / config.space.preset).resolve())
+    if config.evaluator.reference_checkpoint is not None:
+        config.evaluator.reference_checkpoint = str((base / Path(config.evaluator.reference_checkpoint).expanduser()).resolve())
     if config.hardware.table is not None:
         config.hardware.table = str((base / Path(config.hardware.table).expanduser()).resolve())
     if config.hardware.profile is not None and config.hardware.profile.endswith((".yaml", ".yml")):

@@ -9,6 +9,7 @@ experiment stops.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import socket
@@ -155,17 +156,59 @@ def trial_objective_args(config: RunConfig) -> dict[str, Any]:
     return {"default_metric": ev.default_metric, "reward_target_ms": ev.reward_target_ms, "reward_w": ev.reward_w}
 
 
-def make_evaluator(prepared: PreparedSearch) -> Any:
-    """NNI ``FunctionalEvaluator`` around :func:`nni_hwnas.trial.train_and_report`."""
+def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print) -> Any:
+    """The NNI ``FunctionalEvaluator`` of ``evaluator.kind``: train, proxy or cost-only."""
     from nni.nas.evaluator import FunctionalEvaluator
 
+    cfg = prepared.config
+    ev = cfg.evaluator
+    if ev.kind == "proxy":
+        from .proxy_trial import score_and_report
+
+        reference = None
+        if ev.proxy == "rmi":
+            from .reference import prepare_reference
+
+            reference = prepare_reference(trial_dataset_args(cfg), definition=prepared.definition,
+                                          checkpoint=ev.reference_checkpoint, seed=cfg.seed, echo=echo)
+        return FunctionalEvaluator(score_and_report, dataset=trial_dataset_args(cfg), proxy=ev.proxy, seed=cfg.seed,
+                                   reference=reference, batch_size=ev.proxy_batch_size, train_steps=ev.train_steps,
+                                   threads=ev.threads, hardware=trial_hardware_args(cfg))
+    if ev.kind == "cost":
+        from .cost_trial import report_costs
+
+        if not cfg.hardware.profile:
+            raise UserError("config: `evaluator.kind: cost` needs `hardware.profile` (e.g. host-cpu-1t)")
+        return FunctionalEvaluator(report_costs, profile=cfg.hardware.profile, table=cfg.hardware.table,
+                                   budgets=dict(cfg.hardware.budgets or {}), default_metric=ev.cost_metric)
     from .trial import train_and_report
 
-    cfg = prepared.config
     return FunctionalEvaluator(train_and_report, dataset=trial_dataset_args(cfg), training=trial_training_args(cfg),
-                               seed=cfg.seed, threads=cfg.evaluator.threads,
-                               latency_repeats=cfg.evaluator.latency_repeats, objective=trial_objective_args(cfg),
-                               hardware=trial_hardware_args(cfg))
+                               seed=cfg.seed, threads=ev.threads, latency_repeats=ev.latency_repeats,
+                               objective=trial_objective_args(cfg), hardware=trial_hardware_args(cfg))
+
+
+def train_top_of_front(prepared: PreparedSearch, front: list[dict[str, Any]], echo: Callable[[str], None]) -> list[dict]:
+    """Proxy then train: train the ``then_train_top_k`` best-scoring front members for real.
+
+    Runs in this process with the training evaluator's settings, so both scores sit side by side.
+    """
+    from .trial import evaluate_architecture
+
+    cfg = prepared.config
+    chosen = sorted(front, key=lambda r: -float(r.get("default", 0.0)))[: cfg.evaluator.then_train_top_k]
+    trained = []
+    for row in chosen:
+        sample = prepared.definition.complete({k[5:]: v for k, v in row.items() if k.startswith("arch.")})
+        echo(f"nni-hwnas: training front member {row['trial_id']} (proxy score {row.get('default'):.4g})")
+        metrics = evaluate_architecture(prepared.definition.describe(sample), trial_dataset_args(cfg),
+                                        trial_training_args(cfg), cfg.seed, cfg.evaluator.threads,
+                                        cfg.evaluator.latency_repeats, definition=prepared.definition,
+                                        hardware=trial_hardware_args(cfg))
+        trained.append({"trial_id": row["trial_id"], "sample": sample, "proxy_score": row.get("default"),
+                        "trained_accuracy": metrics["accuracy"], "latency_ms": metrics["latency_ms"],
+                        "train_seconds": metrics["train_seconds"]})
+    return trained
 
 
 def seed_everything(seed: int) -> None:
@@ -240,11 +283,12 @@ def hardware_record(prepared: PreparedSearch) -> dict[str, Any]:
 
 
 def result_objectives(config: RunConfig) -> tuple[str, str]:
-    """(score, cost) of the results' Pareto front: accuracy and the strategy's cost metric."""
-    cost = "latency_ms"
+    """(score, cost) of the results' Pareto front: accuracy (or the proxy score) and the cost metric."""
+    cost = config.evaluator.cost_metric if config.evaluator.kind == "cost" else "latency_ms"
     if config.strategy.name == "hw_evolution":
         cost = str((config.strategy.args or {}).get("cost_metric", cost))
-    return "accuracy", cost
+    score = "accuracy" if config.evaluator.kind == "train" else "default"
+    return score, cost
 
 
 def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tuple[Any, Any]:
@@ -320,6 +364,10 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
         reference = default_reference([rows], objectives[0], objectives[1], prepared.budget_for(objectives[1]))
         paths = write_results(out_dir, rows, info, objectives=objectives, reference=reference,
                               title=f"{config.strategy.name} on {config.dataset.name} ({prepared.space_name})")
+        if config.evaluator.kind == "proxy" and config.evaluator.then_train_top_k and not interrupted:
+            front = json.loads((out_dir / "pareto.json").read_text())["front"]
+            write_json(out_dir / "proxy_then_train.json", {"proxy": config.evaluator.proxy,
+                                                           "trained": train_top_of_front(prepared, front, echo)})
         if hasattr(strategy, "core"):
             write_json(out_dir / "strategy_history.json", {"history": strategy.core.history,
                                                            "pareto": strategy.export_pareto()})

@@ -30,6 +30,15 @@ def reinitialise(layer_specs: Sequence, seed: int) -> torch.nn.Module:
     return build_network(layer_specs)
 
 
+def profile_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str, Any]) -> tuple[dict[str, float], Any]:
+    """Costs predicted on ``hardware['profile']`` (its table and budgets), with ``within_budget``."""
+    from .cost_trial import cost_metrics, load_predictor
+    from .profiles import load_profile
+
+    device = load_profile(hardware["profile"]).with_budgets(hardware.get("budgets") or None)
+    return cost_metrics(layer_specs, load_predictor(device, definition, hardware.get("table")), device), device
+
+
 def hardware_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str, Any] | None,
                    input_shape: Sequence[int], network: torch.nn.Module, default_threads: int,
                    latency_repeats: int) -> dict[str, float]:
@@ -41,11 +50,7 @@ def hardware_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str
     """
     hardware = dict(hardware or {})
     if hardware.get("profile"):
-        from .cost_trial import cost_metrics, load_predictor
-        from .profiles import load_profile
-
-        device = load_profile(hardware["profile"]).with_budgets(hardware.get("budgets") or None)
-        metrics = cost_metrics(layer_specs, load_predictor(device, definition, hardware.get("table")), device)
+        metrics, device = profile_costs(layer_specs, definition, hardware)
         if hardware.get("measure_latency"):
             measured = measure_model_latency(network, tuple(input_shape), batch_size=device.batch_size,
                                               threads=device.threads, n_repeats=latency_repeats)
