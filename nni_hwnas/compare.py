@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 from .config import RunConfig, StrategyConfig, _build, load_config
-from .errors import UserError
+from .errors import UserError, read_yaml
 
 
 @dataclass
@@ -36,12 +35,9 @@ def load_compare_config(path: str | Path) -> tuple[CompareConfig, RunConfig, lis
     path = Path(path)
     if not path.is_file():
         raise UserError(f"comparison config {path} not found; e.g. experiments/compare_digits.yaml")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise UserError(f"comparison config {path} is not valid YAML"
-                        + (f" at line {mark.line + 1}" if mark else "") + ": fix the syntax") from None
+    data = read_yaml(path, "comparison config") or {}
+    if not isinstance(data, dict):
+        raise UserError(f"comparison config {path} must be a YAML mapping (base, strategies, seeds, ...)")
     compare = _build(CompareConfig, data)
     base = load_config((path.parent / compare.base).resolve())
     strategies = [_build(StrategyConfig, s, f"strategies[{i}]") if isinstance(s, dict)

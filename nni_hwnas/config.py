@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
-from .errors import UserError, closest
+from .errors import UserError, closest, read_yaml
 
 
 def _bounded(default: Any, *, low: float | None = None, high: float | None = None,
@@ -200,13 +199,7 @@ def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} not found; pass an existing YAML file, e.g. experiments/quickstart.yaml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise UserError(f"config {path} is not valid YAML{where} ({problem}): fix the syntax") from None
+    data = read_yaml(path, "config")
     if data is not None and not isinstance(data, Mapping):
         raise UserError(f"config {path} must be a YAML mapping of sections (dataset, space, ...), got {type(data).__name__}")
     config = parse_config(data, path.parent)

@@ -26,3 +26,19 @@ def unknown(kind: str, name: str, allowed: Iterable[str]) -> UserError:
     """Build the standard error for an unknown name, listing what is allowed."""
     allowed = sorted(str(a) for a in allowed)
     return UserError(f"unknown {kind} {name!r}{closest(name, allowed)}; allowed: {', '.join(allowed)}")
+
+
+def read_yaml(path: "str | object", what: str) -> object:
+    """Parse a YAML file; a syntax error becomes one line naming the file, the line and the fix."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(str(path))
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise UserError(f"{what} {path} is not valid YAML{where} ({problem}): fix the syntax") from None

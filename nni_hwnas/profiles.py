@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 import hw_profiles
 
-from .errors import UserError, closest, unknown
+from .errors import UserError, closest, read_yaml, unknown
 
 PROFILE_DIR = Path(hw_profiles.__file__).resolve().parent
 KINDS = ("cpu", "cuda", "budget-only")
@@ -216,10 +215,4 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
         if str(name_or_path) not in profile_names():
             raise unknown("device profile", str(name_or_path), profile_names())
         path = PROFILE_DIR / f"{name_or_path}.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"profile {path} is not valid YAML{where}: fix the syntax") from None
-    return parse_profile(data, path)
+    return parse_profile(read_yaml(path, "profile"), path)

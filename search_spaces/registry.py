@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
 
-from nni_hwnas.errors import UserError, unknown
+from nni_hwnas.errors import UserError, read_yaml, unknown
 
 from .conv_net import ConvNetDefinition
 from .definition import SpaceDefinition
@@ -35,12 +34,7 @@ def load_preset(name_or_path: str | Path) -> tuple[str, dict[str, list]]:
         if str(name_or_path) not in preset_names():
             raise unknown("space preset", str(name_or_path), preset_names())
         path = PRESET_DIR / f"{name_or_path}.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"preset {path} is not valid YAML{where}: fix the syntax") from None
+    data = read_yaml(path, "preset")
     if not isinstance(data, dict) or set(data) - {"space", "choices"} or "space" not in data:
         raise UserError(f"preset {path} must be a mapping with keys 'space' and 'choices'")
     space = data["space"]

@@ -463,3 +463,25 @@ def _jsonable_rng_state(state: Mapping[str, Any]) -> dict[str, Any]:
         return value
 
     return plain(state)
+
+
+def adapter_settings(*, population_size: int, sample_size: int, initial_random: int, mutation_prob: float | None,
+                     crossover_prob: float, objectives: Sequence[str] | str, score_metric: str, cost_metric: str,
+                     budget: float | None, penalty: str, penalty_weight: float, novelty_k: int, diversity_k: int,
+                     screen_slack: float, seed: int | None) -> tuple[ObjectiveConfig, dict[str, Any]]:
+    """Split the NNI adapters' flat arguments into objectives and search settings, checked now.
+
+    Both adapters (NAS ``Strategy`` and nnictl ``Tuner``) take the same plain arguments from a
+    YAML; a bad one fails here with one line, before NNI's manager starts.
+    """
+    if isinstance(objectives, str):
+        objectives = (objectives,)
+    objective_config = ObjectiveConfig(
+        use=tuple(objectives), score_metric=score_metric, cost_metric=cost_metric, novelty_k=novelty_k,
+        diversity_k=diversity_k, penalty=penalty, penalty_weight=penalty_weight)
+    settings: dict[str, Any] = {
+        "population_size": population_size, "sample_size": sample_size, "initial_random": initial_random,
+        "mutation_prob": mutation_prob, "crossover_prob": crossover_prob, "budget": budget,
+        "screen_slack": screen_slack, "seed": seed}
+    HwEvolution({"probe": (0, 1)}, objectives=objective_config, **settings)
+    return objective_config, settings

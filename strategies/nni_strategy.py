@@ -31,8 +31,7 @@ from nni.nas.strategy.base import Strategy
 
 from nni_hwnas.errors import UserError, unknown
 
-from .hw_evolution import HwEvolution, SpaceExhausted
-from .objectives import ObjectiveConfig
+from .hw_evolution import HwEvolution, SpaceExhausted, adapter_settings
 
 __all__ = ["HwEvolutionStrategy", "make_hw_evolution", "STRATEGY_NAME", "CONFIG_ARGS"]
 
@@ -83,17 +82,12 @@ class HwEvolutionStrategy(Strategy):
                  screen: Callable[[Mapping[str, Any]], float | None] | None = None,
                  poll_interval_s: float = 1.0) -> None:
         super().__init__()
-        if isinstance(objectives, str):
-            objectives = (objectives,)
-        self.objective_config = ObjectiveConfig(
-            use=tuple(objectives), score_metric=score_metric, cost_metric=cost_metric, novelty_k=novelty_k,
-            diversity_k=diversity_k, penalty=penalty, penalty_weight=penalty_weight)
-        self.settings: dict[str, Any] = {
-            "population_size": population_size, "sample_size": sample_size, "initial_random": initial_random,
-            "mutation_prob": mutation_prob, "crossover_prob": crossover_prob, "budget": budget,
-            "screen_slack": screen_slack, "seed": seed}
-        # Check every setting now, with one-line errors, before NNI's manager starts.
-        HwEvolution({"probe": (0, 1)}, objectives=self.objective_config, **self.settings)
+        self.objective_config, self.settings = adapter_settings(
+            population_size=population_size, sample_size=sample_size, initial_random=initial_random,
+            mutation_prob=mutation_prob, crossover_prob=crossover_prob, objectives=objectives,
+            score_metric=score_metric, cost_metric=cost_metric, budget=budget, penalty=penalty,
+            penalty_weight=penalty_weight, novelty_k=novelty_k, diversity_k=diversity_k,
+            screen_slack=screen_slack, seed=seed)
         self.definition = definition
         self.screen = screen
         self.poll_interval_s = float(poll_interval_s)

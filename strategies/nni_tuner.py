@@ -17,8 +17,7 @@ from nni.utils import ClassArgsValidator
 
 from nni_hwnas.errors import UserError
 
-from .hw_evolution import HwEvolution, SpaceExhausted
-from .objectives import ObjectiveConfig
+from .hw_evolution import HwEvolution, SpaceExhausted, adapter_settings
 
 _log = logging.getLogger("nni_hwnas.tuner")
 
@@ -40,17 +39,13 @@ class HwEvolutionTuner(Tuner):
                  cost_metric: str = "latency_ms", budget: float | None = None, penalty: str = "linear",
                  penalty_weight: float = 1.0, novelty_k: int = 5, diversity_k: int = 2,
                  screen_slack: float = 0.1, seed: int | None = None) -> None:
-        if isinstance(objectives, str):
-            objectives = (objectives,)
         self.space = space
-        self.objective_config = ObjectiveConfig(
-            use=tuple(objectives), score_metric=score_metric, cost_metric=cost_metric, novelty_k=novelty_k,
-            diversity_k=diversity_k, penalty=penalty, penalty_weight=penalty_weight)
-        self.settings: dict[str, Any] = {
-            "population_size": population_size, "sample_size": sample_size, "initial_random": initial_random,
-            "mutation_prob": mutation_prob, "crossover_prob": crossover_prob, "budget": budget,
-            "screen_slack": screen_slack, "seed": seed}
-        HwEvolution({"probe": (0, 1)}, objectives=self.objective_config, **self.settings)  # fail early
+        self.objective_config, self.settings = adapter_settings(
+            population_size=population_size, sample_size=sample_size, initial_random=initial_random,
+            mutation_prob=mutation_prob, crossover_prob=crossover_prob, objectives=objectives,
+            score_metric=score_metric, cost_metric=cost_metric, budget=budget, penalty=penalty,
+            penalty_weight=penalty_weight, novelty_k=novelty_k, diversity_k=diversity_k,
+            screen_slack=screen_slack, seed=seed)
         self.core: HwEvolution | None = None
         self._asked: dict[int, dict[str, Any]] = {}  # parameter_id -> sample still running
 

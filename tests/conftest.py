@@ -29,3 +29,21 @@ def nni_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("NNI_CONFIG_DIR", str(home / "nni-config"))
     return home
+
+
+def rest(port: int, path: str):
+    """GET NNI's REST API (what the web UI reads); an empty body (server starting) reads as None."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni{path}", timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+def decode(data):
+    """Undo NNI's (often double) JSON encoding of metric values."""
+    import json
+
+    while isinstance(data, str):
+        data = json.loads(data)
+    return data

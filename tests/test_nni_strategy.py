@@ -17,12 +17,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, free_port
+from conftest import REPO, decode, free_port, rest
 from nni_hwnas.errors import UserError
 
 CHOICES = {"depth": [1, 2], "filters": [4, 8], "kernel": [3], "batch_norm": [False, True], "dropout": [0.0, 0.5]}
@@ -57,10 +56,6 @@ def in_process_trial(model) -> None:
     nni.report_final_result({"default": accuracy, "accuracy": accuracy, "latency_ms": cost.flops / 1e4,
                              "params": cost.params})
 
-
-def rest(port: int, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni{path}", timeout=10) as response:
-        return json.loads(response.read())
 
 
 def drive(work: str) -> None:
@@ -97,7 +92,7 @@ def drive(work: str) -> None:
         deadline = time.monotonic() + 150
         while runner.is_alive() and time.monotonic() < deadline:
             try:
-                statuses = [job["status"] for job in rest(port, "/trial-jobs")]
+                statuses = [job["status"] for job in rest(port, "/trial-jobs") or []]
             except (OSError, ValueError):  # the REST server is still starting (no body yet)
                 statuses = []
             if statuses.count("SUCCEEDED") >= 2 and ("RUNNING" in statuses or "WAITING" in statuses):
@@ -137,11 +132,6 @@ def declared(sample: dict, definition) -> dict:
     return {k: next((v for v in labels[k] if v == x and isinstance(v, bool) == isinstance(x, bool)), x)
             for k, x in sample.items()}
 
-
-def decode(data):
-    while isinstance(data, str):
-        data = json.loads(data)
-    return data
 
 
 def test_hw_evolution_stops_mid_trial_resumes_and_never_repeats_a_trial(tmp_path):

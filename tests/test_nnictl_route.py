@@ -7,14 +7,13 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, free_port
+from conftest import REPO, free_port, rest
 from nni_hwnas.errors import UserError
 from nni_hwnas.hpo_trial import check_parameters
 from nni_hwnas.space_export import nni_search_space
@@ -66,10 +65,6 @@ def test_parameters_of_another_space_are_rejected():
     with pytest.raises(UserError, match="not a choice of space 'conv_net'"):
         definition_from_labels("conv_net", {"hidden": [16, 32]})
 
-
-def rest(port: int, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni{path}", timeout=10) as response:
-        return json.loads(response.read() or b"null")
 
 
 def test_tuner_round_trip_through_nnictl(tmp_path):

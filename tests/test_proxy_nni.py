@@ -3,11 +3,9 @@ training) and NNI's REST API, what the web UI reads, shows the whole metric dict
 
 from __future__ import annotations
 
-import json
-import urllib.request
 
 import pytest
-from conftest import free_port
+from conftest import decode, free_port, rest
 
 from nni_hwnas.nni_rest import NniRestClient
 from nni_hwnas.proxy_trial import make_context, proxy_metrics
@@ -19,15 +17,6 @@ DIGITS = {"name": "digits", "data_root": None, "download": False, "val_fraction"
 CHOICES = {"depth": [1, 2], "filters": [16, 32], "kernel": [3], "batch_norm": [False, True], "dropout": [0.0]}
 
 
-def rest(port: int, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni{path}", timeout=10) as response:
-        return json.loads(response.read())
-
-
-def decode(data):
-    while isinstance(data, str):
-        data = json.loads(data)
-    return data
 
 
 def test_rmi_proxy_evaluator_reports_through_nni(tmp_path, nni_home):

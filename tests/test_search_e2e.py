@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, free_port
+from conftest import REPO, decode, free_port, rest
 
 CONFIG = """
 name: e2e
@@ -28,15 +27,6 @@ experiment: {max_trials: 3, concurrency: 2, working_directory: exps}
 """
 
 
-def rest(port: int, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni{path}", timeout=10) as response:
-        return json.loads(response.read())
-
-
-def decode(data):
-    while isinstance(data, str):
-        data = json.loads(data)
-    return data
 
 
 def check_web_ui(port: int, trial_ids: list[str], shots: Path) -> None:
