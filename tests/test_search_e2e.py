@@ -117,3 +117,44 @@ def test_search_runs_through_nni_and_writes_results(tmp_path, nni_home):
     assert report["rows"][0]["best_accuracy"] == max(t["accuracy"] for t in trials)
     assert (tmp_path / "report" / "report.md").read_text().startswith("# nni-hwnas report")
     assert (tmp_path / "report" / "hypervolume.png").exists() and (tmp_path / "report" / "fronts.png").exists()
+
+
+COST_ONLY = """
+name: cost-only
+seed: 3
+dataset: {name: digits}
+space: {preset: conv_net_small}
+strategy: {name: Random}
+evaluator: {kind: cost, cost_metric: latency_ms}
+hardware: {profile: host-cpu-1t, budgets: {latency_ms: 0.06}}
+experiment: {max_trials: 4, concurrency: 2, working_directory: exps}
+"""
+
+
+def test_cost_only_evaluator_in_a_real_experiment_marks_budgets(tmp_path, nni_home):
+    """The latency-predictor evaluator (no training) through NNI: predicted costs, budget flags, front."""
+    config = tmp_path / "cost.yaml"
+    config.write_text(COST_ONLY)
+    script = Path(sys.executable).with_name("nni-hwnas")
+    result = subprocess.run([str(script), "search", "--config", str(config), "--port", str(free_port()),
+                             "--output", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = json.loads((tmp_path / "out" / "trials.json").read_text())
+    assert len(trials) == 4 and all(t["status"] == "SUCCEEDED" for t in trials)
+
+    from nni_hwnas.cost_trial import load_predictor
+    from nni_hwnas.profiles import load_profile
+    from search_spaces import load_preset, make_definition
+
+    space, choices = load_preset("conv_net_small")
+    predictor = load_predictor(load_profile("host-cpu-1t"), make_definition(space, choices, (1, 8, 8), 10))
+    for trial in trials:
+        sample = {k[5:]: v for k, v in trial.items() if k.startswith("arch.")}
+        assert trial["latency_ms"] == pytest.approx(predictor.predict(sample))
+        assert trial["default"] == pytest.approx(-trial["latency_ms"])
+        assert trial["within_budget"] == int(trial["latency_ms"] <= 0.06)
+    front = json.loads((tmp_path / "out" / "pareto.json").read_text())["front"]
+    assert all(t["within_budget"] == 1 for t in front)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["hardware"]["profile"] == "host-cpu-1t" and run["hardware"]["budgets"] == {"latency_ms": 0.06}
