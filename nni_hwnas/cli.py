@@ -110,6 +110,15 @@ def _register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_nnictl(args: argparse.Namespace) -> int:
+    from .nnictl_check import check_nnictl_config
+
+    for line in check_nnictl_config(args.config, args.port):
+        print(f"ok: {line}")
+    print(f"nni-hwnas: {args.config} is ready for `nnictl create --config {args.config}`")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nni-hwnas", description="Hardware-aware NAS on NNI 3.0")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -166,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_profile import add_profile_command
 
     add_profile_command(commands)
+
+    check = commands.add_parser("check-nnictl", help="check an nnictl config before `nnictl create` (which exits 0 on failure)")
+    check.add_argument("--config", required=True, help="nnictl config, e.g. experiments/nnictl/digits.yml")
+    check.add_argument("--port", type=int, default=None, help="also check this port is free")
+    check.set_defaults(func=_check_nnictl)
 
     spaces = commands.add_parser("spaces", help="list the bundled space presets")
     spaces.set_defaults(func=_spaces)

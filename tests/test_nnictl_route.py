@@ -138,3 +138,26 @@ def test_tuner_reads_nni_dict_results_and_remembers_failures():
     assert history[4]["metrics"]["latency_ms"] == 5.0
     identities = {tuner.core.identity(p) for p in proposals + [tuner.generate_parameters(6)]}
     assert len(identities) == 7
+
+
+def test_check_nnictl_catches_what_nnictl_create_accepts_silently(tmp_path, monkeypatch):
+    from nni_hwnas.nnictl_check import check_nnictl_config
+
+    monkeypatch.setenv("NNI_CONFIG_DIR", str(tmp_path / "nni-config"))  # nothing registered here
+    (tmp_path / "nni-config").mkdir()
+    shipped = REPO / "experiments" / "nnictl"
+    with pytest.raises(UserError, match="run `nni-hwnas register` first"):
+        check_nnictl_config(shipped / "digits.yml")
+    config = yaml.safe_load((shipped / "octmnist.yml").read_text())
+    config["tuner"] = {"name": "TPE", "classArgs": {"optimize_mode": "maximize"}}
+    good = shipped / "_check_good.yml"
+    bad = shipped / "_check_bad.yml"
+    try:
+        good.write_text(yaml.safe_dump(config))
+        assert any("matches space medmnist_cnn" in line for line in check_nnictl_config(good))
+        bad.write_text(yaml.safe_dump({**config, "searchSpaceFile": "digits_space.json"}))
+        with pytest.raises(UserError, match="does not match space 'medmnist_cnn'"):
+            check_nnictl_config(bad)
+    finally:
+        good.unlink(missing_ok=True)
+        bad.unlink(missing_ok=True)

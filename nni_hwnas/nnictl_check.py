@@ -1,0 +1,82 @@
+"""``nni-hwnas check-nnictl``: catch what ``nnictl create`` would accept and then fail on silently.
+
+``nnictl create`` exits 0 even when its tuner cannot be found or built (the cause shows up later
+in ``dispatcher.log``). This checks an nnictl config before launching: the tuner is known to NNI
+(built in, or registered by ``nni-hwnas register``), the search-space file is the one our space
+exports for the trial's experiment YAML, and the port is free. Each problem is one line.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError, read_yaml
+
+
+def _trial_config(config: dict, base: Path) -> Path | None:
+    """The ``--config`` our trial entry point is given in ``trialCommand``, resolved like nnictl does."""
+    words = shlex.split(str(config.get("trialCommand", "")))
+    if "nni_hwnas.hpo_trial" not in words or "--config" not in words:
+        return None
+    code_dir = (base / str(config.get("trialCodeDirectory", "."))).resolve()
+    return (code_dir / words[words.index("--config") + 1]).resolve()
+
+
+def check_tuner(name: str) -> None:
+    from nni.tools import package_utils
+
+    if package_utils.get_algo_meta(name) is None:
+        known = sorted(m.name for m in package_utils.get_all_algo_meta() if m.algo_type == "tuner")
+        fix = ("run `nni-hwnas register` first" if name == "HwEvolution"
+               else "register it with `nnictl algo register --meta META.yml`")
+        raise UserError(f"tuner {name!r} is not known to NNI here (NNI_CONFIG_DIR); {fix}; known tuners: {', '.join(known)}")
+
+
+def check_search_space(space_file: Path, experiment_yaml: Path) -> str:
+    from search_spaces import make_definition
+
+    from .config import load_config
+    from .launch import resolve_space
+    from .space_export import nni_search_space
+
+    space, choices = resolve_space(load_config(experiment_yaml))
+    expected = json.loads(json.dumps(nni_search_space(make_definition(space, choices, (1, 8, 8), 10))))
+    try:
+        found = json.loads(space_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"search space file {space_file} cannot be read ({exc}); write it with "
+                        f"`nni-hwnas export-space --config {experiment_yaml} --output {space_file}`") from None
+    if found != expected:
+        differing = sorted(set(found) ^ set(expected)) or sorted(k for k in found if found[k] != expected.get(k))
+        raise UserError(f"search space file {space_file} does not match space {space!r} of {experiment_yaml} "
+                        f"(labels differing: {', '.join(differing[:6])}); regenerate it with "
+                        f"`nni-hwnas export-space --config {experiment_yaml} --output {space_file}`")
+    return space
+
+
+def check_nnictl_config(path: str | Path, port: int | None = None) -> list[str]:
+    """Validate an nnictl config; returns what was checked, raises :class:`UserError` on a problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"nnictl config {path} not found")
+    config: Any = read_yaml(path, "nnictl config")
+    if not isinstance(config, dict):
+        raise UserError(f"nnictl config {path} must be a YAML mapping")
+    checked = []
+    tuner = (config.get("tuner") or {}).get("name")
+    if tuner:
+        check_tuner(str(tuner))
+        checked.append(f"tuner {tuner} is known to NNI")
+    experiment_yaml = _trial_config(config, path.parent)
+    if experiment_yaml is not None and config.get("searchSpaceFile"):
+        space = check_search_space((path.parent / str(config["searchSpaceFile"])).resolve(), experiment_yaml)
+        checked.append(f"search space matches space {space} of {experiment_yaml.name}")
+    if port is not None:
+        from .launch import check_port_free
+
+        check_port_free(port)
+        checked.append(f"port {port} is free")
+    return checked
