@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from abc import ABC, abstractmethod
 import itertools
 import json
 import math
@@ -66,7 +67,7 @@ class ChoiceRule:
 
 
 @dataclass(frozen=True)
-class SpaceDefinition:
+class SpaceDefinition(ABC):
     """Base for our spaces' pure descriptions. Subclasses set ``name``, ``rules`` and ``defaults``
     and implement :meth:`labels` and :meth:`describe`."""
 
@@ -101,13 +102,15 @@ class SpaceDefinition:
         return cls(merged, shape, int(num_classes))
 
     # --- what subclasses define ---------------------------------------------------------
+    @abstractmethod
     def labels(self) -> dict[str, tuple]:
         """Every choice label of the space with its candidate values (stable, human-readable)."""
-        raise NotImplementedError(f"{type(self).__name__} must define labels()")
+        ...
 
+    @abstractmethod
     def describe(self, sample: Mapping[str, Any]) -> list[LayerSpec]:
         """The layers of the network ``sample`` selects."""
-        raise NotImplementedError(f"{type(self).__name__} must define describe()")
+        ...
 
     def active_labels(self, sample: Mapping[str, Any]) -> list[str]:
         """Labels that change the network for this full sample (others, e.g. of unused layers, don't)."""
@@ -179,7 +182,8 @@ class SpaceDefinition:
         position, in-channels range over the previous position's filter choices).
         """
         if self.size() > ENUMERATE_BY_SAMPLES_LIMIT:
-            raise NotImplementedError(f"{type(self).__name__} has {self.size()} samples: define enumerate_layers()")
+            raise ValueError(f"{type(self).__name__} has {self.size()} samples, too many to describe one by one: "
+                             "give it an enumerate_layers() that enumerates by layer position")
         seen: dict[LayerSpec, None] = {}
         for sample in self.all_samples():
             for spec in self.describe(sample):

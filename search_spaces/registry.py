@@ -75,7 +75,7 @@ def definition_from_labels(space: str, labels: Mapping[str, Sequence]) -> SpaceD
     """Rebuild a definition from a search-space's labels (an nnictl JSON), for identity and dedup.
 
     Kinds fixed to one value are absent from such files; they take any allowed value, which changes
-    nothing about which labels a sample uses. The shape is a placeholder: labels do not depend on it.
+    nothing about which labels a sample uses. Any valid shape serves: labels do not depend on it.
     """
     if space not in DEFINITIONS:
         raise unknown("space", space, DEFINITIONS)
