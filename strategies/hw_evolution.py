@@ -69,7 +69,7 @@ class HwEvolution:
 
     Defaults are sized for what this plugin runs: 50-100 trials on a small CPU machine. At that
     budget a large random start makes evolution no better than random search (see
-    ``/work/shared/METHODS.md``), so the random phase is short and selection starts early.
+    the project notes ``METHODS.md``), so the random phase is short and selection starts early.
 
     Args:
         labels: label -> candidate values (``SpaceDefinition.mutable_labels()``; NNI's simplified

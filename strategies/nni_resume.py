@@ -1,6 +1,6 @@
 """Stop and resume multi-trial NAS experiments on NNI 3.0, which does not work out of the box.
 
-Three failures (``/work/shared/NNI_NOTES.md``, "Resuming a multi-trial NAS experiment"), each
+Three failures (the project notes ``NNI_NOTES.md``, "Resuming a multi-trial NAS experiment"), each
 fixed here without touching the installed package:
 
 1. NNI's default checkpoint serializer is ``torch.save``/``torch.load``; torch >= 2.6 loads with

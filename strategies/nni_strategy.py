@@ -6,7 +6,7 @@ NNI's event API:
 
 - ``FinalMetricEvent.metric`` carries the trial's raw metric *dict* (``model.metric`` keeps
   only ``default``), and NNI's engine drops events of models nobody references: the adapter keeps
-  every submitted model until its trial ends (see ``/work/shared/NNI_NOTES.md``, "Metrics").
+  every submitted model until its trial ends (see the project notes ``NNI_NOTES.md``, "Metrics").
 - ``TrainingEndEvent.status`` tells success from failure.
 - After a resume, trials of the previous run (including one NNI re-runs because the stop caught
   it mid-trial, whose events never reach a strategy) are read back from NNI's database
