@@ -36,6 +36,9 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("within_budget", True, "0/1", "1 when every budget of the profile is met"),
         MetricSpec("train_seconds", False, "s", "wall time spent training inside the trial"),
         MetricSpec("trial_seconds", False, "s", "wall time of the trial's own work (data, training, timing)"),
+        MetricSpec("proxy_score", True, "", "training-free score (rmi, synflow, naswot, grad_norm, ...), higher is better"),
+        MetricSpec("proxy_seconds", False, "s", "wall time of computing the proxy score"),
+        MetricSpec("param_kb", False, "KiB", "parameter memory at the profile's precision"),
     )
 }
 

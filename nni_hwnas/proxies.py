@@ -8,11 +8,16 @@ which NNI records as a failed trial.
 
 Networks are ``nn.Sequential`` whose children are blocks, as :func:`search_spaces.layers.
 build_network` makes them: conv blocks, then linear blocks, the last one the classifier. The
-*hidden representations* are the outputs of every block but the classifier.
+*hidden representations* are the outputs of every block but the classifier. Candidates are scored
+with batch-statistics batch-norm and dropout off; the reference in eval mode.
+
+How well each ranks trained accuracy on our spaces is measured, not assumed:
+``experiments/benchmarks/proxy_quality.py`` (results in ``experiments/benchmarks/results/proxy_quality.json``).
+No proxy wins everywhere.
 
 | name | what it measures | reference |
 |---|---|---|
-| ``rmi`` | mean CKA between the candidate's and a trained reference's hidden representations on one batch | RMI-NAS (CVPR 2022), HW-EvRSNAS, MO-HDNAS |
+| ``rmi`` | mean CKA (linear, or RBF) between the candidate's hidden representations and a trained reference's, blocks matched by relative depth (:func:`match_by_relative_depth`), at initialisation or after ``train_steps`` | RMI-NAS (CVPR 2022), HW-EvRSNAS, MO-HDNAS |
 | ``synflow`` | log of the sum over parameters of ``theta * dR/dtheta`` for ``R`` = output sum of the network with ``abs`` weights on an all-ones input | Tanaka et al. 2020; Abdelfattah et al. 2021 |
 | ``naswot`` | log-determinant of the ReLU activation-pattern kernel of the batch | Mellor et al., ICML 2021 |
 | ``grad_norm`` | sum over parameter tensors of the L2 norm of the cross-entropy gradient on the batch | Abdelfattah et al. 2021 |

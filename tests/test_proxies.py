@@ -288,3 +288,12 @@ def test_score_and_report_raises_on_nan_and_reports_nothing(digits_reference, mo
     assert len(reported) == 1
     with pytest.raises(UserError, match="reference"):
         score_and_report(Frozen(), DIGITS, "rmi", 0, None, 64)
+
+
+def test_largest_sample_maximises_capacity_with_a_moderate_dropout():
+    from nni_hwnas.reference import largest_sample
+
+    sample = largest_sample(make_definition("conv_net", None, (1, 8, 8), 10))
+    assert sample["depth"] == 5 and sample["dropout"] == 0.25
+    assert all(sample[f"conv{i}_filters"] == 128 and sample[f"conv{i}_kernel"] == 7 and sample[f"conv{i}_bn"]
+               for i in range(5))
