@@ -177,18 +177,19 @@ def parse_config(data: Mapping[str, Any] | None, base_dir: Path | None = None) -
     """Validate a config mapping; relative paths resolve against ``base_dir``."""
     config = _build(RunConfig, data or {})
     base = (base_dir or Path.cwd()).resolve()
-    if config.dataset.data_root is not None:
-        config.dataset.data_root = str((base / Path(config.dataset.data_root).expanduser()).resolve())
-    if config.experiment.working_directory is not None:
-        config.experiment.working_directory = str((base / Path(config.experiment.working_directory).expanduser()).resolve())
-    if config.space.preset is not None and config.space.preset.endswith((".yaml", ".yml")):
-        config.space.preset = str((base / config.space.preset).resolve())
-    if config.evaluator.reference_checkpoint is not None:
-        config.evaluator.reference_checkpoint = str((base / Path(config.evaluator.reference_checkpoint).expanduser()).resolve())
-    if config.hardware.table is not None:
-        config.hardware.table = str((base / Path(config.hardware.table).expanduser()).resolve())
-    if config.hardware.profile is not None and config.hardware.profile.endswith((".yaml", ".yml")):
-        config.hardware.profile = str((base / config.hardware.profile).resolve())
+
+    def resolve(value: str | None, only_files: bool = False) -> str | None:
+        """A path relative to the YAML's folder; with ``only_files``, names (presets) stay names."""
+        if value is None or (only_files and not value.endswith((".yaml", ".yml"))):
+            return value
+        return str((base / Path(value).expanduser()).resolve())
+
+    config.dataset.data_root = resolve(config.dataset.data_root)
+    config.experiment.working_directory = resolve(config.experiment.working_directory)
+    config.space.preset = resolve(config.space.preset, only_files=True)
+    config.evaluator.reference_checkpoint = resolve(config.evaluator.reference_checkpoint)
+    config.hardware.table = resolve(config.hardware.table)
+    config.hardware.profile = resolve(config.hardware.profile, only_files=True)
     if config.space.name is None and config.space.preset is None:
         config.space.name = "conv_net"
     return config
