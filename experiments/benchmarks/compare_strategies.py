@@ -54,6 +54,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -156,7 +157,7 @@ class AccuracyCache:
 
     def put(self, arch_id: str, entry: Mapping[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as lock:
+        with open(Path(tempfile.gettempdir()) / f"{self.path.name}.lock", "w") as lock:  # keeps the repo clean
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._mtime = None
             self._reload()
