@@ -16,7 +16,7 @@ from nni_hwnas.errors import UserError
 from nni_hwnas.latency_table import (LatencyTable, LayerKey, ModelMeasurement, StaleTableWarning, TableHeader, Timing,
                                      current_environment)
 from nni_hwnas.predictor import LatencyCorrection, LatencyPredictor, switch_counts
-from nni_hwnas.profiler import TimingSettings, open_table, profile_spaces, sample_models
+from nni_hwnas.profiler import TimingSettings, open_table, profile_spaces, sample_models, stalled_rows
 from nni_hwnas.profiles import load_profile
 from search_spaces import load_preset, make_definition, preset_names
 from search_spaces.layers import LayerSpec
@@ -212,6 +212,15 @@ def test_profiler_resumes_without_remeasuring(tmp_path, monkeypatch):
     again = profile_spaces(open_table(profile, path, FAST), profile, [definition], FAST, fit_models=4, progress=False)
     assert (again.layers_measured, again.models_measured, again.models_kept) == (0, 0, 4)
     assert len(LatencyTable.load(path).runs) == 3
+
+
+def test_stalled_rows_are_those_far_above_their_kernels_trend():
+    table, times = hand_made_table()
+    conv3 = [k for k in times if k.kernel_class == "conv3"]
+    stalled = conv3[3]
+    table.rows[stalled] = Timing.from_times_ms([30.0, 30.1])  # every run waited for a descheduled thread
+    assert stalled_rows(table, list(times)) == [stalled]
+    assert stalled_rows(hand_made_table()[0], list(times)) == []
 
 
 def test_resume_refuses_a_table_measured_differently(tmp_path):
