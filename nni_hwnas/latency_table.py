@@ -13,7 +13,6 @@ A missing key is an error naming the key and the profile command, never a silent
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 import os
@@ -130,10 +129,10 @@ class Timing:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Timing":
-        deltas = [int(d) for d in data["times_sorted_delta_100ns"]]
-        if len(deltas) != int(data["repeats"]) or any(d < 0 for d in deltas[1:]):
-            raise ValueError(f"repeats {data['repeats']} but {len(deltas)} raw times, or raw times not sorted")
-        times = tuple(float(t) / 10.0 for t in itertools.accumulate(deltas))
+        deltas = np.asarray(data["times_sorted_delta_100ns"], dtype=np.int64)
+        if deltas.ndim != 1 or deltas.size != int(data["repeats"]) or (deltas[1:] < 0).any():
+            raise ValueError(f"repeats {data['repeats']} but {deltas.size} raw times, or raw times not sorted")
+        times = tuple((np.cumsum(deltas) / 10.0).tolist())
         return cls(times_us=times, median_ms=float(data["median_ms"]), iqr_ms=float(data["iqr_ms"]),
                    p10_ms=float(data["p10_ms"]), min_ms=float(data["min_ms"]))
 
