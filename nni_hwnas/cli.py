@@ -6,12 +6,12 @@ import argparse
 import sys
 from typing import Sequence
 
-from .errors import UserError
+from nni_hwnas.errors import UserError
 
 
 def _search(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .launch import run_search
+    from nni_hwnas.experiment.config import load_config
+    from nni_hwnas.experiment.launch import run_search
 
     config = load_config(args.config)
     if args.seed is not None:
@@ -34,11 +34,11 @@ def _spaces(args: argparse.Namespace) -> int:
 def _export_space(args: argparse.Namespace) -> int:
     from search_spaces import load_preset, make_definition
 
-    from .space_export import nni_search_space, write_search_space
+    from nni_hwnas.experiment.space_export import nni_search_space, write_search_space
 
     if args.config:
-        from .config import load_config
-        from .launch import resolve_space
+        from nni_hwnas.experiment.config import load_config
+        from nni_hwnas.experiment.launch import resolve_space
 
         space, choices = resolve_space(load_config(args.config))
     elif args.preset:
@@ -60,7 +60,7 @@ def _export_space(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .retrain import retrain
+    from nni_hwnas.evaluation.retrain import retrain
 
     retrain(args.from_dir, args.pick, epochs=args.epochs, output=args.output, seed=args.seed)
     return 0
@@ -69,7 +69,7 @@ def _train(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .report import report_command
+    from nni_hwnas.reporting.report import report_command
 
     dirs = [Path(d) for d in args.experiment_dir] if args.experiment_dir else None
     path = report_command(args.source, args.output, dirs)
@@ -78,7 +78,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import run_comparison
+    from nni_hwnas.experiment.compare import run_comparison
 
     run_comparison(args.config, port=args.port, output=args.output)
     return 0
@@ -104,14 +104,14 @@ def _configs(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
-    from .registration import register, unregister
+    from nni_hwnas.experiment.registration import register, unregister
 
     print(unregister() if args.command == "unregister" else register())
     return 0
 
 
 def _check_nnictl(args: argparse.Namespace) -> int:
-    from .nnictl_check import check_nnictl_config
+    from nni_hwnas.experiment.nnictl_check import check_nnictl_config
 
     for line in check_nnictl_config(args.config, args.port):
         print(f"ok: {line}")
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.set_defaults(func=_register)
 
-    from .cli_profile import add_profile_command
+    from nni_hwnas.cli_profile import add_profile_command
 
     add_profile_command(commands)
 

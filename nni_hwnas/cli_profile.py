@@ -15,7 +15,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from nni_hwnas.errors import UserError
 
 DEFAULT_DATASET = "digits"
 
@@ -26,8 +26,8 @@ def dataset_shape(name: str) -> tuple[tuple[int, int, int], int]:
         return (1, 8, 8), 10
     if name == "cifar10":
         return (3, 32, 32), 10
-    from .datasets import _medmnist_info, dataset_names
-    from .errors import unknown
+    from nni_hwnas.data.datasets import _medmnist_info, dataset_names
+    from nni_hwnas.errors import unknown
 
     info = _medmnist_info()
     if name not in info or name.endswith("3d"):
@@ -53,8 +53,8 @@ def _definitions(args: argparse.Namespace) -> list[Any]:
     choices: dict = {}
     space = args.space
     if args.config:
-        from .config import load_config
-        from .launch import resolve_space
+        from nni_hwnas.experiment.config import load_config
+        from nni_hwnas.experiment.launch import resolve_space
 
         config = load_config(args.config)
         space, choices = resolve_space(config)
@@ -78,9 +78,9 @@ def _definitions(args: argparse.Namespace) -> list[Any]:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    from .latency_table import profile_command
-    from .profiler import TimingSettings, open_table, profile_spaces
-    from .profiles import load_profile
+    from nni_hwnas.hardware.latency_table import profile_command
+    from nni_hwnas.hardware.profiler import TimingSettings, open_table, profile_spaces
+    from nni_hwnas.hardware.profiles import load_profile
 
     profile = load_profile(args.profile)
     definitions = _definitions(args)
@@ -113,7 +113,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
 def add_profile_command(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``profile`` on the CLI's subparsers (``build_parser`` in :mod:`nni_hwnas.cli`)."""
-    from .profiler import TimingSettings
+    from nni_hwnas.hardware.profiler import TimingSettings
 
     defaults = TimingSettings()
     parser = subparsers.add_parser("profile", help="measure a device profile's latency table for a space")

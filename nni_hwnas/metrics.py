@@ -53,7 +53,7 @@ def direction(name: str) -> bool:
     try:
         return METRICS[name].higher_is_better
     except KeyError:
-        from .errors import unknown
+        from nni_hwnas.errors import unknown
 
         raise unknown("metric", name, METRICS) from None
 

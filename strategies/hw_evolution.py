@@ -35,7 +35,7 @@ import numpy as np
 
 from nni_hwnas.errors import UserError
 from nni_hwnas.metrics import to_losses
-from nni_hwnas.pareto import pareto_front_indices
+from nni_hwnas.reporting.pareto import pareto_front_indices
 
 from .objectives import LabelEncoder, ObjectiveConfig, loss_matrix
 from .operators import mutate, random_sample, uniform_crossover

@@ -14,7 +14,7 @@ A budget penalty growing with the distance above the cost budget (HW-EvRSNAS) is
 score loss. Novelty and cost diversity are *relative*: they are recomputed from the current
 population and archive every time parents are picked, never stored as a trial's fitness.
 
-Everything is minimised (:mod:`nni_hwnas.pareto`'s convention); the signs of reported metrics come
+Everything is minimised (:mod:`nni_hwnas.reporting.pareto`'s convention); the signs of reported metrics come
 from :func:`nni_hwnas.metrics.to_losses`, the one place directions are declared.
 """
 

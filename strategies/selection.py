@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nni_hwnas.pareto import crowding_distance, non_dominated_sort
+from nni_hwnas.reporting.pareto import crowding_distance, non_dominated_sort
 
 __all__ = ["rank_and_crowding", "tournament"]
 

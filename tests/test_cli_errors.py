@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nni_hwnas.cli import main
-from nni_hwnas.config import load_config, parse_config
+from nni_hwnas.experiment.config import load_config, parse_config
 from nni_hwnas.errors import UserError
 
 from conftest import REPO

@@ -1,4 +1,4 @@
-"""Tests for nni_hwnas.datasets and nni_hwnas.augment (offline: sklearn digits, npz files we write,
+"""Tests for nni_hwnas.data.datasets and nni_hwnas.data.augment (offline: sklearn digits, npz files we write,
 and the real MedMNIST copies in the shared data folder)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nni_hwnas.augment import AugmentSpec, augment_batch
-from nni_hwnas.datasets import DatasetSplits, dataset_names, load_dataset, subset
+from nni_hwnas.data.augment import AugmentSpec, augment_batch
+from nni_hwnas.data.datasets import DatasetSplits, dataset_names, load_dataset, subset
 from nni_hwnas.errors import UserError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

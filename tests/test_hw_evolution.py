@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO
 from nni_hwnas.errors import UserError
-from nni_hwnas.pareto import hypervolume, normalize, pareto_mask
+from nni_hwnas.reporting.pareto import hypervolume, normalize, pareto_mask
 from strategies.hw_evolution import HwEvolution, SpaceExhausted
 from strategies.objectives import (LabelEncoder, ObjectiveConfig, budget_penalty, cost_diversity, loss_matrix,
                                    novelty, pairwise_distance)

@@ -11,13 +11,13 @@ import warnings
 import numpy as np
 import pytest
 
-from nni_hwnas.cost_trial import budget_filter, cost_metrics, report_costs
+from nni_hwnas.evaluation.cost_trial import budget_filter, cost_metrics, report_costs
 from nni_hwnas.errors import UserError
-from nni_hwnas.latency_table import (LatencyTable, LayerKey, ModelMeasurement, StaleTableWarning, TableHeader, Timing,
+from nni_hwnas.hardware.latency_table import (LatencyTable, LayerKey, ModelMeasurement, StaleTableWarning, TableHeader, Timing,
                                      current_environment)
-from nni_hwnas.predictor import LatencyCorrection, LatencyPredictor, switch_counts
-from nni_hwnas.profiler import TimingSettings, open_table, profile_spaces, sample_models, stalled_rows
-from nni_hwnas.profiles import load_profile
+from nni_hwnas.hardware.predictor import LatencyCorrection, LatencyPredictor, switch_counts
+from nni_hwnas.hardware.profiler import TimingSettings, open_table, profile_spaces, sample_models, stalled_rows
+from nni_hwnas.hardware.profiles import load_profile
 from search_spaces import load_preset, make_definition, preset_names
 from search_spaces.layers import LayerSpec
 
@@ -188,7 +188,7 @@ def test_conv_net_enumeration_equals_brute_force():
 
 
 def test_profiler_resumes_without_remeasuring(tmp_path, monkeypatch):
-    import nni_hwnas.profiler as profiler
+    import nni_hwnas.hardware.profiler as profiler
 
     profile = load_profile("host-cpu-1t")
     definition = tiny_definition()
@@ -260,7 +260,7 @@ def test_nni_range_profiler_filter_and_penalty_use_our_profiler(tiny_table):
     from nni.nas.oneshot.pytorch.profiler import RangeProfilerFilter, SampleProfilerPenalty
     from nni.nas.profiler import Profiler
 
-    from nni_hwnas.predictor import HwLatencyProfiler
+    from nni_hwnas.hardware.predictor import HwLatencyProfiler
     from search_spaces import make_model_space
 
     space = make_model_space("conv_net", TINY, (1, 8, 8), 10)
@@ -354,7 +354,7 @@ def test_profile_command_measures_several_class_counts_in_one_table(tmp_path, ca
 
 
 def test_stale_shipped_style_table_warns_when_loaded_for_prediction(tmp_path):
-    from nni_hwnas.cost_trial import load_table
+    from nni_hwnas.evaluation.cost_trial import load_table
 
     table, _ = hand_made_table()
     table.header.torch_version = "0.0.1"

@@ -34,7 +34,7 @@ def toy_trial(model, sleep_s: float = 0.0) -> None:
     """The evaluator, run by NNI in each trial process: a dict of metrics from the frozen model."""
     import nni
 
-    from nni_hwnas.cost_model import estimate_cost
+    from nni_hwnas.hardware.cost_model import estimate_cost
 
     cost = estimate_cost(model.layer_specs)
     accuracy = round(1.0 - math.exp(-cost.params / 3000.0), 6)
@@ -47,7 +47,7 @@ def in_process_trial(model) -> None:
     """The evaluator of the in-process tests: fails on purpose for one kind of network."""
     import nni
 
-    from nni_hwnas.cost_model import estimate_cost
+    from nni_hwnas.hardware.cost_model import estimate_cost
 
     if model.sample["depth"] == 2 and model.sample["conv1_bn"]:
         raise RuntimeError("toy failure")

@@ -15,8 +15,8 @@ import yaml
 
 from conftest import REPO, free_port, rest
 from nni_hwnas.errors import UserError
-from nni_hwnas.hpo_trial import check_parameters
-from nni_hwnas.space_export import nni_search_space
+from nni_hwnas.evaluation.hpo_trial import check_parameters
+from nni_hwnas.experiment.space_export import nni_search_space
 from search_spaces import load_preset, make_definition, make_model_space
 from search_spaces.registry import definition_from_labels
 
@@ -26,8 +26,8 @@ SHIPPED = {"digits": ("quickstart", (1, 8, 8), 10), "octmnist": ("octmnist", (1,
 
 
 def shipped_space(config: str):
-    from nni_hwnas.config import load_config
-    from nni_hwnas.launch import resolve_space
+    from nni_hwnas.experiment.config import load_config
+    from nni_hwnas.experiment.launch import resolve_space
 
     return resolve_space(load_config(REPO / "experiments" / f"{config}.yaml"))
 
@@ -84,7 +84,7 @@ def test_tuner_round_trip_through_nnictl(tmp_path):
     config = yaml.safe_load((REPO / "experiments" / "nnictl" / "digits.yml").read_text())
     config.update(maxTrialNumber=3, searchSpaceFile=str(REPO / "experiments" / "nnictl" / "digits_space.json"),
                   trialCodeDirectory=str(tmp_path), experimentWorkingDirectory=str(tmp_path / "exps"),
-                  trialCommand=f"python3 -m nni_hwnas.hpo_trial --config {experiment}")
+                  trialCommand=f"python3 -m nni_hwnas.evaluation.hpo_trial --config {experiment}")
     (tmp_path / "digits.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     created = run(str(BIN / "nnictl"), "create", "--config", str(tmp_path / "digits.yml"), "--port", str(port))
@@ -141,7 +141,7 @@ def test_tuner_reads_nni_dict_results_and_remembers_failures():
 
 
 def test_check_nnictl_catches_what_nnictl_create_accepts_silently(tmp_path, monkeypatch):
-    from nni_hwnas.nnictl_check import check_nnictl_config
+    from nni_hwnas.experiment.nnictl_check import check_nnictl_config
 
     monkeypatch.setenv("NNI_CONFIG_DIR", str(tmp_path / "nni-config"))  # nothing registered here
     (tmp_path / "nni-config").mkdir()

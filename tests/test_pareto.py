@@ -1,4 +1,4 @@
-"""Tests for nni_hwnas.pareto against brute-force reference implementations."""
+"""Tests for nni_hwnas.reporting.pareto against brute-force reference implementations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nni_hwnas.pareto import (
+from nni_hwnas.reporting.pareto import (
     crowding_distance,
     dominates,
     hypervolume,

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from nni_hwnas.cost_model import estimate_cost
-from nni_hwnas.cost_trial import (check_budgets_reachable, cost_metrics, smallest_costs)
+from nni_hwnas.hardware.cost_model import estimate_cost
+from nni_hwnas.evaluation.cost_trial import (check_budgets_reachable, cost_metrics, smallest_costs)
 from nni_hwnas.errors import UserError
-from nni_hwnas.profiles import Budgets, load_profile, profile_names
-from nni_hwnas.results import pareto_rows
+from nni_hwnas.hardware.profiles import Budgets, load_profile, profile_names
+from nni_hwnas.reporting.results import pareto_rows
 from search_spaces import make_definition
 
 

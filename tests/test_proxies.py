@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from nni_hwnas.cost_model import estimate_cost
+from nni_hwnas.hardware.cost_model import estimate_cost
 from nni_hwnas.errors import UserError
-from nni_hwnas.proxies import (PROXIES, ProxyFailed, ProxySettings, RmiReference, match_by_relative_depth,
+from nni_hwnas.evaluation.proxies import (PROXIES, ProxyFailed, ProxySettings, RmiReference, match_by_relative_depth,
                                score)
-from nni_hwnas.reference import load_reference, prepare_reference, standard_reference_layers
-from nni_hwnas.similarity import cka, gram_linear, hsic, linear_cka, rbf_cka
+from nni_hwnas.evaluation.reference import load_reference, prepare_reference, standard_reference_layers
+from nni_hwnas.evaluation.similarity import cka, gram_linear, hsic, linear_cka, rbf_cka
 from search_spaces import make_definition
 from search_spaces.layers import LayerSpec, build_network
 
@@ -241,7 +241,7 @@ def digits_reference(tmp_path_factory):
 
 
 def test_proxy_metrics_follow_the_contract(digits_reference):
-    from nni_hwnas.proxy_trial import make_context, proxy_metrics
+    from nni_hwnas.evaluation.proxy_trial import make_context, proxy_metrics
 
     definition = make_definition("conv_net", None, (1, 8, 8), 10)
     specs = definition.describe({"depth": 1, "conv0_filters": 16, "conv0_kernel": 3, "conv0_bn": False,
@@ -255,8 +255,8 @@ def test_proxy_metrics_follow_the_contract(digits_reference):
 
 
 def test_proxy_scores_in_process_marks_failures_as_none(digits_reference, monkeypatch):
-    from nni_hwnas import proxies
-    from nni_hwnas.proxy_trial import make_context, proxy_scores
+    from nni_hwnas.evaluation import proxies
+    from nni_hwnas.evaluation.proxy_trial import make_context, proxy_scores
 
     definition = make_definition("medmnist_cnn", None, (1, 8, 8), 10)
     samples = [{"depth": d, "hidden": 32, "dropout": 0.0} for d in (1, 2)]
@@ -270,8 +270,8 @@ def test_proxy_scores_in_process_marks_failures_as_none(digits_reference, monkey
 def test_score_and_report_raises_on_nan_and_reports_nothing(digits_reference, monkeypatch):
     import nni
 
-    from nni_hwnas import proxies
-    from nni_hwnas.proxy_trial import score_and_report
+    from nni_hwnas.evaluation import proxies
+    from nni_hwnas.evaluation.proxy_trial import score_and_report
 
     reported = []
     monkeypatch.setattr(nni, "report_final_result", reported.append)
@@ -291,7 +291,7 @@ def test_score_and_report_raises_on_nan_and_reports_nothing(digits_reference, mo
 
 
 def test_largest_sample_maximises_capacity_with_a_moderate_dropout():
-    from nni_hwnas.reference import largest_sample
+    from nni_hwnas.evaluation.reference import largest_sample
 
     sample = largest_sample(make_definition("conv_net", None, (1, 8, 8), 10))
     assert sample["depth"] == 5 and sample["dropout"] == 0.25

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from conftest import decode, free_port, rest
 
-from nni_hwnas.nni_rest import NniRestClient
-from nni_hwnas.proxy_trial import make_context, proxy_metrics
-from nni_hwnas.reference import prepare_reference
-from nni_hwnas.timing import torch_threads
+from nni_hwnas.experiment.nni_rest import NniRestClient
+from nni_hwnas.evaluation.proxy_trial import make_context, proxy_metrics
+from nni_hwnas.evaluation.reference import prepare_reference
+from nni_hwnas.hardware.timing import torch_threads
 from search_spaces import make_definition
 
 DIGITS = {"name": "digits", "data_root": None, "download": False, "val_fraction": 0.2, "test_fraction": 0.2}
@@ -24,7 +24,7 @@ def test_rmi_proxy_evaluator_reports_through_nni(tmp_path, nni_home):
     from nni.nas.experiment import NasExperiment
     from nni.nas.strategy import Random
 
-    from nni_hwnas.proxy_trial import score_and_report
+    from nni_hwnas.evaluation.proxy_trial import score_and_report
     from search_spaces import make_model_space
 
     reference = prepare_reference(DIGITS, training={"epochs": 1, "train_subset": 128}, seed=0,

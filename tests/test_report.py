@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from nni_hwnas.hypervolume_trace import HvReference
-from nni_hwnas.report import first_reaching, summarise, write_report
+from nni_hwnas.reporting.hypervolume_trace import HvReference
+from nni_hwnas.reporting.report import first_reaching, summarise, write_report
 
 
 def rows(*points):

@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from nni_hwnas.datasets import load_dataset
-from nni_hwnas.nni_rest import assemble_trials, decode_metric
-from nni_hwnas.results import pareto_rows, trial_rows, write_results
-from nni_hwnas.training import TrainSettings, TrainingDiverged, train_model
+from nni_hwnas.data.datasets import load_dataset
+from nni_hwnas.experiment.nni_rest import assemble_trials, decode_metric
+from nni_hwnas.reporting.results import pareto_rows, trial_rows, write_results
+from nni_hwnas.evaluation.training import TrainSettings, TrainingDiverged, train_model
 from search_spaces.layers import build_network, LayerSpec
 
 
@@ -89,7 +89,7 @@ def test_training_learns_digits():
 
 
 def test_hypervolume_curve_hand_example():
-    from nni_hwnas.hypervolume_trace import HvReference, hypervolume_curve
+    from nni_hwnas.reporting.hypervolume_trace import HvReference, hypervolume_curve
 
     rows = [{"accuracy": 0.5, "latency_ms": 0.5}, {"status": "FAILED"},
             {"accuracy": 1.0, "latency_ms": 1.0},  # on the reference's cost: adds nothing
@@ -100,7 +100,7 @@ def test_hypervolume_curve_hand_example():
 
 
 def test_mnas_reward_rewards_speed_softly():
-    from nni_hwnas.reward import default_value, mnas_reward
+    from nni_hwnas.evaluation.reward import default_value, mnas_reward
 
     assert mnas_reward(0.9, 1.0, 1.0) == pytest.approx(0.9)
     assert mnas_reward(0.9, 0.5, 1.0) == pytest.approx(0.9 * 2 ** 0.07)

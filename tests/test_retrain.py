@@ -9,9 +9,9 @@ import onnxruntime
 import pytest
 import torch
 
-from nni_hwnas.config import parse_config
+from nni_hwnas.experiment.config import parse_config
 from nni_hwnas.errors import UserError
-from nni_hwnas.retrain import pick_trial, read_results, retrain
+from nni_hwnas.evaluation.retrain import pick_trial, read_results, retrain
 
 SPACE_CHOICES = {"depth": [1, 2], "filters": [8, 16], "kernel": [3], "batch_norm": [False, True], "dropout": [0.0]}
 

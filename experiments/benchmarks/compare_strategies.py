@@ -11,7 +11,7 @@ budget, for several seeds, on ``digits`` and on a real MedMNIST set when the dat
   manifest, checkpoints, log files), which has no effect on the search. The training-service
   engine would cost ~6 s of process start per trial (NNI_NOTES.md), i.e. hours here.
 - **Evaluator**: one ``FunctionalEvaluator`` for all. It trains the candidate with
-  :func:`nni_hwnas.trial.evaluate_architecture` (settings per dataset in :data:`DATASETS`: few
+  :func:`nni_hwnas.evaluation.trial.evaluate_architecture` (settings per dataset in :data:`DATASETS`: few
   epochs, a training subset, printed with the results) under one fixed *training seed* for every
   strategy and search seed, so an architecture's accuracy is a deterministic function (a tabular
   benchmark, as NAS-Bench does); trained accuracies are memoised by architecture identity
@@ -23,7 +23,7 @@ budget, for several seeds, on ``digits`` and on a real MedMNIST set when the dat
   predicted latency of 1,000 seeded random architectures of the space) and on plain accuracy.
   Ours reads ``accuracy`` and ``latency_ms`` from the same metric dict.
 - **Hypervolume**: accuracy (up) vs predicted latency (down), normalised with one fixed reference
-  per dataset (:class:`~nni_hwnas.hypervolume_trace.HvReference`): latency in [0, 1.1 x the largest
+  per dataset (:class:`~nni_hwnas.reporting.hypervolume_trace.HvReference`): latency in [0, 1.1 x the largest
   predicted latency of the space], accuracy in [majority-class rate of the validation split, 1]
   (a model no better than always answering the most frequent class adds no volume). The JSON
   rows also carry two sensitivity checks, never used for the targets: ``hv_median_acc0`` (accuracy
@@ -179,9 +179,9 @@ def cache_path(dataset: str, preset: str, training: Mapping[str, Any], train_see
 
 def dataset_setup(dataset: str, data_root: Path, training: Mapping[str, Any], preset: str) -> dict[str, Any]:
     """Everything a run on ``dataset`` needs that is the same for every strategy and seed."""
-    from nni_hwnas.cost_trial import load_predictor
-    from nni_hwnas.datasets import load_dataset
-    from nni_hwnas.profiles import load_profile
+    from nni_hwnas.evaluation.cost_trial import load_predictor
+    from nni_hwnas.data.datasets import load_dataset
+    from nni_hwnas.hardware.profiles import load_profile
     from search_spaces.registry import load_preset, make_definition
 
     data = load_dataset(dataset, data_root=data_root, seed=TRAIN_SEED)
@@ -216,8 +216,8 @@ class RunContext:
     """What the evaluator needs while one run is going (one per worker process and dataset)."""
 
     def __init__(self, setup: Mapping[str, Any]) -> None:
-        from nni_hwnas.cost_trial import load_predictor
-        from nni_hwnas.profiles import load_profile
+        from nni_hwnas.evaluation.cost_trial import load_predictor
+        from nni_hwnas.hardware.profiles import load_profile
         from search_spaces.registry import make_definition
 
         self.setup = dict(setup)
@@ -231,9 +231,9 @@ class RunContext:
         self.trained = 0
 
     def evaluate(self, sample: Mapping[str, Any], layer_specs: Sequence[Any]) -> dict[str, float]:
-        from nni_hwnas.reward import default_value
-        from nni_hwnas.trial import evaluate_architecture
-        from nni_hwnas.training import TrainingDiverged
+        from nni_hwnas.evaluation.reward import default_value
+        from nni_hwnas.evaluation.trial import evaluate_architecture
+        from nni_hwnas.evaluation.training import TrainingDiverged
 
         arch_id = self.definition.arch_id(sample)
         entry = self.cache.get(arch_id)
@@ -294,7 +294,7 @@ def run_one(setup: Mapping[str, Any], variant: Variant, seed: int, trials: int) 
     from nni.nas.experiment import NasExperiment
     from nni.nas.experiment.config import NasExperimentConfig, SequentialEngineConfig
 
-    from nni_hwnas.strategy_registry import make_strategy
+    from nni_hwnas.experiment.strategy_registry import make_strategy
     from search_spaces.registry import make_model_space
 
     for name in ("nni", "nni_hwnas", "nni_hwnas.strategies"):  # NNI sets its loggers' levels on import
@@ -334,7 +334,7 @@ def run_one(setup: Mapping[str, Any], variant: Variant, seed: int, trials: int) 
 
 
 def reference_for(setup: Mapping[str, Any], score_worst: float | None = None) -> Any:
-    from nni_hwnas.hypervolume_trace import HvReference
+    from nni_hwnas.reporting.hypervolume_trace import HvReference
 
     worst = setup["majority_val_accuracy"] if score_worst is None else score_worst
     return HvReference(score="accuracy", cost="latency_ms", score_worst=float(worst), score_best=1.0,
@@ -343,7 +343,7 @@ def reference_for(setup: Mapping[str, Any], score_worst: float | None = None) ->
 
 def summarise_dataset(setup: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], labels: Sequence[str],
                       trials: int) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]], dict[str, Any]]:
-    from nni_hwnas.report import first_reaching, summarise
+    from nni_hwnas.reporting.report import first_reaching, summarise
 
     groups = {label: [r["rows"] for r in sorted(runs, key=lambda r: r["seed"]) if r["strategy"] == label]
               for label in labels}
@@ -465,7 +465,7 @@ def main() -> int:
             training.update(QUICK_TRAINING)
         setups[name] = dataset_setup(name, data_root, training, DATASETS[name]["preset"])
 
-    from nni_hwnas.runinfo import run_record
+    from nni_hwnas.experiment.runinfo import run_record
 
     all_variants = variants()
     print(f"compare_strategies: {len(names)} dataset(s) x {len(all_variants)} strategies x {seeds} seeds x "
@@ -510,7 +510,7 @@ def main() -> int:
                 _progress(results, len(jobs), started)
     wall = time.perf_counter() - started
 
-    from nni_hwnas.plots import plot_hypervolume
+    from nni_hwnas.reporting.plots import plot_hypervolume
 
     table_rows: list[dict[str, Any]] = []
     extras: dict[str, Any] = {}

@@ -40,11 +40,11 @@ def evaluate_case(profile_name: str, case: str, n_models: int, seed: int) -> tup
     """One row of the table, plus the arrays for the plot."""
     from scipy.stats import spearmanr
 
-    from nni_hwnas.cost_trial import load_table
-    from nni_hwnas.latency_table import correction_context, space_context
-    from nni_hwnas.predictor import LatencyPredictor
-    from nni_hwnas.profiler import TimingSettings, network_keys, sample_models, time_model
-    from nni_hwnas.profiles import load_profile
+    from nni_hwnas.evaluation.cost_trial import load_table
+    from nni_hwnas.hardware.latency_table import correction_context, space_context
+    from nni_hwnas.hardware.predictor import LatencyPredictor
+    from nni_hwnas.hardware.profiler import TimingSettings, network_keys, sample_models, time_model
+    from nni_hwnas.hardware.profiles import load_profile
     from search_spaces import load_preset, make_definition
 
     preset, _, shape_name = case.partition("@")
@@ -150,7 +150,7 @@ def main() -> int:
     parser.add_argument("--plot", default=str(RESULTS / "latency_predictor.png"))
     args = parser.parse_args()
 
-    from nni_hwnas.runinfo import machine_info, package_versions
+    from nni_hwnas.experiment.runinfo import machine_info, package_versions
 
     rows, arrays = [], []
     started = time.perf_counter()

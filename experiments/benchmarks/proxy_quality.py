@@ -1,8 +1,8 @@
 """Benchmark: how well each training-free proxy ranks architectures, and how much faster it is.
 
 For each dataset and space: sample N distinct architectures (seeded), train each with the training
-evaluator (:func:`nni_hwnas.trial.evaluate_architecture`, settings below), then score each with
-every proxy in-process (:func:`nni_hwnas.proxy_trial.proxy_metrics`) and compare the rankings:
+evaluator (:func:`nni_hwnas.evaluation.trial.evaluate_architecture`, settings below), then score each with
+every proxy in-process (:func:`nni_hwnas.evaluation.proxy_trial.proxy_metrics`) and compare the rankings:
 Spearman and Kendall rank correlation with trained validation accuracy, top-10% overlap (share
 of the 10% most accurate architectures that are also in the proxy's top 10%), mean seconds per
 architecture, and the speedup over the training evaluator. ``params`` and ``flops`` are the
@@ -12,7 +12,7 @@ correlation with the first training is the ceiling any proxy can reach against t
 Trained accuracies are cached in ``experiments/benchmarks/cache/`` (JSON, keyed by architecture
 id, valid while the training settings and seed are unchanged), so reruns only score proxies. The
 RMI reference is trained once per dataset and space and cached in the user cache dir
-(``$NNI_HWNAS_CACHE``, see :mod:`nni_hwnas.reference`).
+(``$NNI_HWNAS_CACHE``, see :mod:`nni_hwnas.evaluation.reference`).
 
     .venv/bin/python experiments/benchmarks/proxy_quality.py [--json PATH] [--n-archs 60] [--workers 2]
         [--datasets digits breastmnist] [--spaces conv_net medmnist_cnn] [--proxies rmi synflow ...]
@@ -66,8 +66,8 @@ def _train_one(args: tuple[dict, dict, dict, int]) -> dict[str, Any]:
     """Worker: the training evaluator on one architecture (one torch thread per process)."""
     import torch
 
-    from nni_hwnas.trial import evaluate_architecture
-    from nni_hwnas.training import TrainingDiverged
+    from nni_hwnas.evaluation.trial import evaluate_architecture
+    from nni_hwnas.evaluation.training import TrainingDiverged
     from search_spaces.layers import LayerSpec
 
     torch.set_num_threads(1)
@@ -116,7 +116,7 @@ def rank_quality(scores: list[float], truth: list[float]) -> dict[str, float]:
 
 def ground_truth(dataset_name: str, space: str, args: argparse.Namespace) -> tuple[Any, Any, dict, dict]:
     """Sample the architectures and train them (or read the cache): (data, definition, samples, cache)."""
-    from nni_hwnas.datasets import load_dataset
+    from nni_hwnas.data.datasets import load_dataset
     from search_spaces import load_preset, make_definition
 
     dataset = {"name": dataset_name, "data_root": str(args.data_root)}
@@ -155,9 +155,9 @@ def ground_truth(dataset_name: str, space: str, args: argparse.Namespace) -> tup
 def benchmark(dataset_name: str, space: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     import torch
 
-    from nni_hwnas.proxies import ProxyFailed
-    from nni_hwnas.proxy_trial import make_context, proxy_metrics
-    from nni_hwnas.reference import largest_sample, prepare_reference
+    from nni_hwnas.evaluation.proxies import ProxyFailed
+    from nni_hwnas.evaluation.proxy_trial import make_context, proxy_metrics
+    from nni_hwnas.evaluation.reference import largest_sample, prepare_reference
 
     data, definition, samples, cached = ground_truth(dataset_name, space, args)
     dataset = {"name": dataset_name, "data_root": str(args.data_root)}
@@ -256,7 +256,7 @@ def main() -> int:
         for space in args.spaces:
             rows.extend(benchmark(name, space, args))
     print_table(rows)
-    from nni_hwnas.runinfo import machine_info, package_versions
+    from nni_hwnas.experiment.runinfo import machine_info, package_versions
 
     machine, versions = machine_info(), package_versions()
     for row in rows:

@@ -27,9 +27,9 @@ def main() -> int:
     parser.add_argument("--max-trials", type=int, default=None)
     args = parser.parse_args()
 
-    from nni_hwnas.config import load_config
-    from nni_hwnas.launch import free_port, run_search
-    from nni_hwnas.runinfo import machine_info, package_versions
+    from nni_hwnas.experiment.config import load_config
+    from nni_hwnas.experiment.launch import free_port, run_search
+    from nni_hwnas.experiment.runinfo import machine_info, package_versions
 
     config = load_config(args.config)
     if args.max_trials:

@@ -18,11 +18,11 @@ from typing import Any, Callable, Mapping, Sequence
 from search_spaces.definition import SpaceDefinition
 from search_spaces.layers import LayerSpec
 
-from .cost_model import estimate_cost
-from .errors import UserError, unknown
-from .latency_table import LatencyTable, space_context
-from .predictor import LatencyPredictor
-from .profiles import BudgetCheck, DeviceProfile, load_profile
+from nni_hwnas.hardware.cost_model import estimate_cost
+from nni_hwnas.errors import UserError, unknown
+from nni_hwnas.hardware.latency_table import LatencyTable, space_context
+from nni_hwnas.hardware.predictor import LatencyPredictor
+from nni_hwnas.hardware.profiles import BudgetCheck, DeviceProfile, load_profile
 
 COST_METRICS = ("latency_ms", "params", "flops", "peak_mem_kb", "param_kb")
 

@@ -2,7 +2,7 @@
 
 Both routes share :func:`evaluate_architecture`: the NAS route (``NasExperiment`` hands a frozen
 model space, :func:`train_and_report`) and the nnictl route (a tuner hands a parameter dict,
-:mod:`nni_hwnas.hpo_trial`). Kept lean on purpose: a NAS trial already spends seconds importing
+:mod:`nni_hwnas.evaluation.hpo_trial`). Kept lean on purpose: a NAS trial already spends seconds importing
 ``nni.nas``; this module adds only torch and our own small modules.
 """
 
@@ -13,12 +13,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .cost_model import estimate_cost
-from .datasets import load_dataset
-from .metrics import is_finite_metrics
-from .reward import default_value
-from .timing import measure_model_latency, torch_threads
-from .training import TrainSettings, TrainingDiverged, train_model
+from nni_hwnas.hardware.cost_model import estimate_cost
+from nni_hwnas.data.datasets import load_dataset
+from nni_hwnas.metrics import is_finite_metrics
+from nni_hwnas.evaluation.reward import default_value
+from nni_hwnas.hardware.timing import measure_model_latency, torch_threads
+from nni_hwnas.evaluation.training import TrainSettings, TrainingDiverged, train_model
 
 
 def reinitialise(layer_specs: Sequence, seed: int) -> torch.nn.Module:
@@ -32,8 +32,8 @@ def reinitialise(layer_specs: Sequence, seed: int) -> torch.nn.Module:
 
 def profile_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str, Any]) -> tuple[dict[str, float], Any]:
     """Costs predicted on ``hardware['profile']`` (its table and budgets), with ``within_budget``."""
-    from .cost_trial import cost_metrics, load_predictor
-    from .profiles import load_profile
+    from nni_hwnas.evaluation.cost_trial import cost_metrics, load_predictor
+    from nni_hwnas.hardware.profiles import load_profile
 
     device = load_profile(hardware["profile"]).with_budgets(hardware.get("budgets") or None)
     return cost_metrics(layer_specs, load_predictor(device, definition, hardware.get("table")), device), device

@@ -21,12 +21,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .config import RunConfig
-from .errors import UserError
-from .nni_rest import NniRestClient
-from .hypervolume_trace import default_reference
-from .results import trial_rows, write_json, write_results
-from .runinfo import run_record
+from nni_hwnas.experiment.config import RunConfig
+from nni_hwnas.errors import UserError
+from nni_hwnas.experiment.nni_rest import NniRestClient
+from nni_hwnas.reporting.hypervolume_trace import default_reference
+from nni_hwnas.reporting.results import trial_rows, write_json, write_results
+from nni_hwnas.experiment.runinfo import run_record
 
 TERMINAL = {"SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"}
 _log = logging.getLogger("nni_hwnas")
@@ -86,11 +86,11 @@ def prepare(config: RunConfig) -> PreparedSearch:
     """Load the data once (missing files fail here, not in every trial) and validate the space."""
     from search_spaces import make_definition
 
-    from .datasets import load_dataset
-    from .strategy_registry import strategy_names
+    from nni_hwnas.data.datasets import load_dataset
+    from nni_hwnas.experiment.strategy_registry import strategy_names
 
     if config.strategy.name not in strategy_names():
-        from .errors import unknown
+        from nni_hwnas.errors import unknown
 
         raise unknown("strategy", config.strategy.name, strategy_names())
     space_name, choices = resolve_space(config)
@@ -110,8 +110,8 @@ def prepare_hardware(config: RunConfig, definition: Any) -> tuple[Any, Any]:
         if config.hardware.budgets:
             raise UserError("config: `hardware.budgets` needs `hardware.profile` (e.g. host-cpu-1t or mcu-cortex-m7)")
         return None, None
-    from .cost_trial import check_budgets_reachable, load_predictor
-    from .profiles import load_profile
+    from nni_hwnas.evaluation.cost_trial import check_budgets_reachable, load_predictor
+    from nni_hwnas.hardware.profiles import load_profile
 
     device = load_profile(config.hardware.profile).with_budgets(config.hardware.budgets or None)
     predictor = load_predictor(device, definition, config.hardware.table)
@@ -123,7 +123,7 @@ def prepare_hardware(config: RunConfig, definition: Any) -> tuple[Any, Any]:
 
 def trial_dataset_args(config: RunConfig) -> dict[str, Any]:
     """Dataset arguments a trial process loads with: the absolute folder the driver checked."""
-    from .datasets import resolve_data_root
+    from nni_hwnas.data.datasets import resolve_data_root
 
     return {"name": config.dataset.name, "data_root": str(resolve_data_root(config.dataset.data_root)),
             "download": False, "val_fraction": config.dataset.val_fraction,
@@ -131,7 +131,7 @@ def trial_dataset_args(config: RunConfig) -> dict[str, Any]:
 
 
 def trial_training_args(config: RunConfig) -> dict[str, Any]:
-    """:class:`~nni_hwnas.training.TrainSettings` fields from the evaluator section."""
+    """:class:`~nni_hwnas.evaluation.training.TrainSettings` fields from the evaluator section."""
     ev = config.evaluator
     return {"epochs": ev.epochs, "batch_size": ev.batch_size, "learning_rate": ev.learning_rate,
             "momentum": ev.momentum, "weight_decay": ev.weight_decay, "lr_schedule": ev.lr_schedule,
@@ -163,11 +163,11 @@ def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print
     cfg = prepared.config
     ev = cfg.evaluator
     if ev.kind == "proxy":
-        from .proxy_trial import score_and_report
+        from nni_hwnas.evaluation.proxy_trial import score_and_report
 
         reference = None
         if ev.proxy == "rmi":
-            from .reference import prepare_reference
+            from nni_hwnas.evaluation.reference import prepare_reference
 
             reference = prepare_reference(trial_dataset_args(cfg), definition=prepared.definition,
                                           checkpoint=ev.reference_checkpoint, seed=cfg.seed, echo=echo)
@@ -175,13 +175,13 @@ def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print
                                    reference=reference, batch_size=ev.proxy_batch_size, train_steps=ev.train_steps,
                                    threads=ev.threads, hardware=trial_hardware_args(cfg))
     if ev.kind == "cost":
-        from .cost_trial import report_costs
+        from nni_hwnas.evaluation.cost_trial import report_costs
 
         if not cfg.hardware.profile:
             raise UserError("config: `evaluator.kind: cost` needs `hardware.profile` (e.g. host-cpu-1t)")
         return FunctionalEvaluator(report_costs, profile=cfg.hardware.profile, table=cfg.hardware.table,
                                    budgets=dict(cfg.hardware.budgets or {}), default_metric=ev.cost_metric)
-    from .trial import train_and_report
+    from nni_hwnas.evaluation.trial import train_and_report
 
     return FunctionalEvaluator(train_and_report, dataset=trial_dataset_args(cfg), training=trial_training_args(cfg),
                                seed=cfg.seed, threads=ev.threads, latency_repeats=ev.latency_repeats,
@@ -193,7 +193,7 @@ def train_top_of_front(prepared: PreparedSearch, front: list[dict[str, Any]], ec
 
     Runs in this process with the training evaluator's settings, so both scores sit side by side.
     """
-    from .trial import evaluate_architecture
+    from nni_hwnas.evaluation.trial import evaluate_architecture
 
     cfg = prepared.config
     chosen = sorted(front, key=lambda r: -float(r.get("default", 0.0)))[: cfg.evaluator.then_train_top_k]
@@ -296,7 +296,7 @@ def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tup
     from search_spaces import make_model_space
     from strategies.nni_resume import ResumableNasExperiment, prepare_resume, use_json_checkpoints
 
-    from .strategy_registry import make_strategy
+    from nni_hwnas.experiment.strategy_registry import make_strategy
 
     config = prepared.config
     space = make_model_space(prepared.space_name, prepared.choices, prepared.input_shape, prepared.num_classes)

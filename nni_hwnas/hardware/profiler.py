@@ -34,12 +34,12 @@ import torch
 from search_spaces.definition import SpaceDefinition
 from search_spaces.layers import LayerSpec, build_layer, build_network
 
-from .errors import UserError
-from .latency_table import (STATISTICS, LatencyTable, LayerKey, ModelMeasurement, TableHeader, Timing,
+from nni_hwnas.errors import UserError
+from nni_hwnas.hardware.latency_table import (STATISTICS, LatencyTable, LayerKey, ModelMeasurement, TableHeader, Timing,
                             correction_context, current_environment, space_context)
-from .predictor import LatencyCorrection, fit_corrections
-from .profiles import DeviceProfile
-from .timing import torch_threads
+from nni_hwnas.hardware.predictor import LatencyCorrection, fit_corrections
+from nni_hwnas.hardware.profiles import DeviceProfile
+from nni_hwnas.hardware.timing import torch_threads
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def stalled_rows(table: LatencyTable, keys: Sequence[LayerKey], factor: float = 
     it. Per kernel class, the trend is ``floor + slope * MACs`` (the class's fastest row, and the
     median slope above it); rows over ``factor`` times their trend are re-measured later.
     """
-    from .cost_model import layer_macs
+    from nni_hwnas.hardware.cost_model import layer_macs
 
     statistic = table.header.statistic
     by_class: dict[str, list[tuple[LayerKey, float, int]]] = {}

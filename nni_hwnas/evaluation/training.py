@@ -1,7 +1,7 @@
 """Short SGD training on in-memory tensors: the training evaluator's inner loop.
 
 Whole splits live as tensors; batches are sliced from a seeded permutation and augmented on the
-batch (see :mod:`nni_hwnas.augment`), so an epoch has no per-sample Python work.
+batch (see :mod:`nni_hwnas.data.augment`), so an epoch has no per-sample Python work.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .augment import augment_batch
-from .datasets import DatasetSplits, subset
+from nni_hwnas.data.augment import augment_batch
+from nni_hwnas.data.datasets import DatasetSplits, subset
 
 
 class TrainingDiverged(RuntimeError):

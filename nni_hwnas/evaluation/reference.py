@@ -49,7 +49,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .errors import UserError
+from nni_hwnas.errors import UserError
 
 __all__ = ["CACHE_ENV_VAR", "REFERENCE_TRAINING", "data_fingerprint", "default_cache_dir", "largest_sample",
            "load_reference",
@@ -164,7 +164,7 @@ def _checkpoint_sample(path: Path, sample: Mapping[str, Any] | None) -> dict[str
 def _use_checkpoint(checkpoint: str | Path, sample: Mapping[str, Any] | None, definition: Any,
                     data: Any) -> dict[str, Any]:
     """Check a user checkpoint against its architecture and score it on the validation split."""
-    from .training import evaluate_accuracy
+    from nni_hwnas.evaluation.training import evaluate_accuracy
 
     if definition is None:
         raise UserError("a reference checkpoint needs the search space it belongs to (pass `definition`)")
@@ -195,12 +195,12 @@ def prepare_reference(dataset: Mapping[str, Any], *, definition: Any = None, sam
     """Make the reference available to trials: a user checkpoint, a cached one, or train it now.
 
     Args:
-        dataset: :func:`~nni_hwnas.datasets.load_dataset` arguments (what trials get too).
+        dataset: :func:`~nni_hwnas.data.datasets.load_dataset` arguments (what trials get too).
         definition: the search space's :class:`~search_spaces.definition.SpaceDefinition`; needed
             with ``sample`` or ``checkpoint`` only.
         sample: a reference architecture of the space; default: the standard reference.
         checkpoint: a user's ``state_dict`` file (or the folder of ``nni-hwnas train``); no training.
-        training: :class:`~nni_hwnas.training.TrainSettings` fields; default :data:`REFERENCE_TRAINING`.
+        training: :class:`~nni_hwnas.evaluation.training.TrainSettings` fields; default :data:`REFERENCE_TRAINING`.
         data: the loaded dataset, when the caller has it already (else loaded from ``dataset``).
 
     Returns:
@@ -208,7 +208,7 @@ def prepare_reference(dataset: Mapping[str, Any], *, definition: Any = None, sam
         ("checkpoint" | "cache" | "trained"), "val_accuracy", "train_seconds"}`` for
         :func:`load_reference` (``train_seconds``: what training it cost, once; 0 for a checkpoint).
     """
-    from .datasets import load_dataset
+    from nni_hwnas.data.datasets import load_dataset
 
     if data is None:
         data = load_dataset(seed=seed, **dataset)
@@ -243,7 +243,7 @@ def prepare_reference(dataset: Mapping[str, Any], *, definition: Any = None, sam
             return {**found, "source": "cache", "val_accuracy": float(saved["val_accuracy"]),
                     "train_seconds": float(saved.get("train_seconds", 0.0))}
 
-    from .training import TrainSettings, train_model
+    from nni_hwnas.evaluation.training import TrainSettings, train_model
 
     echo(f"nni-hwnas: training the RMI reference ({len(layers) - 1} hidden blocks) for {settings['epochs']} "
          f"epochs; cached in {folder}")

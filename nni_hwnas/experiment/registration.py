@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError
+from nni_hwnas.errors import UserError
 
 META = {
     "algoType": "tuner",

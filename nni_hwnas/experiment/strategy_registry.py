@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Mapping
 
-from .errors import UserError, unknown
+from nni_hwnas.errors import UserError, unknown
 
 
 def _builtin(name: str) -> Callable[..., Any]:

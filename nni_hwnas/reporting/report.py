@@ -15,10 +15,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import UserError
-from .hypervolume_trace import HvReference, default_reference, hypervolume_curve
-from .plots import plot_fronts, plot_hypervolume
-from .results import completed, pareto_rows, trial_rows, write_json
+from nni_hwnas.errors import UserError
+from nni_hwnas.reporting.hypervolume_trace import HvReference, default_reference, hypervolume_curve
+from nni_hwnas.reporting.plots import plot_fronts, plot_hypervolume
+from nni_hwnas.reporting.results import completed, pareto_rows, trial_rows, write_json
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -124,7 +124,7 @@ def load_rows(source: str | Path, experiment_dirs: Sequence[Path] | None = None)
         return path.name, json.loads((path / "trials.json").read_text()), run
     if path.exists():
         raise UserError(f"{path} holds no trials.json; pass a results directory or an experiment id")
-    from .experiment_store import find_experiment, read_experiment
+    from nni_hwnas.experiment.experiment_store import find_experiment, read_experiment
 
     directory = find_experiment(str(source), list(experiment_dirs) if experiment_dirs else None)
     views, profile = read_experiment(directory)
@@ -133,7 +133,7 @@ def load_rows(source: str | Path, experiment_dirs: Sequence[Path] | None = None)
 
 def report_command(source: str, output: str | None, experiment_dirs: Sequence[Path] | None = None) -> Path:
     """``nni-hwnas report``: redraw the report (and, for an experiment id, the results files)."""
-    from .results import write_results
+    from nni_hwnas.reporting.results import write_results
 
     label, rows, run = load_rows(source, experiment_dirs)
     out = Path(output) if output else (Path(source) if Path(source).is_dir() else Path("results") / str(source))

@@ -13,13 +13,13 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError, read_yaml
+from nni_hwnas.errors import UserError, read_yaml
 
 
 def _trial_config(config: dict, base: Path) -> Path | None:
     """The ``--config`` our trial entry point is given in ``trialCommand``, resolved like nnictl does."""
     words = shlex.split(str(config.get("trialCommand", "")))
-    if "nni_hwnas.hpo_trial" not in words or "--config" not in words:
+    if "nni_hwnas.evaluation.hpo_trial" not in words or "--config" not in words:
         return None
     code_dir = (base / str(config.get("trialCodeDirectory", "."))).resolve()
     return (code_dir / words[words.index("--config") + 1]).resolve()
@@ -38,9 +38,9 @@ def check_tuner(name: str) -> None:
 def check_search_space(space_file: Path, experiment_yaml: Path) -> str:
     from search_spaces import make_definition
 
-    from .config import load_config
-    from .launch import resolve_space
-    from .space_export import nni_search_space
+    from nni_hwnas.experiment.config import load_config
+    from nni_hwnas.experiment.launch import resolve_space
+    from nni_hwnas.experiment.space_export import nni_search_space
 
     space, choices = resolve_space(load_config(experiment_yaml))
     expected = json.loads(json.dumps(nni_search_space(make_definition(space, choices, (1, 8, 8), 10))))
@@ -75,7 +75,7 @@ def check_nnictl_config(path: str | Path, port: int | None = None) -> list[str]:
         space = check_search_space((path.parent / str(config["searchSpaceFile"])).resolve(), experiment_yaml)
         checked.append(f"search space matches space {space} of {experiment_yaml.name}")
     if port is not None:
-        from .launch import check_port_free
+        from nni_hwnas.experiment.launch import check_port_free
 
         check_port_free(port)
         checked.append(f"port {port} is free")

@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .similarity import ESTIMATORS, center_gram, cka
+from nni_hwnas.evaluation.similarity import ESTIMATORS, center_gram, cka
 
 __all__ = ["PROXIES", "ProxyFailed", "ProxySettings", "RmiReference", "hidden_representations",
            "match_by_relative_depth", "proxy_names", "score"]

@@ -13,8 +13,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .metrics import direction
-from .pareto import hypervolume_history, normalize
+from nni_hwnas.metrics import direction
+from nni_hwnas.reporting.pareto import hypervolume_history, normalize
 
 
 @dataclass(frozen=True)

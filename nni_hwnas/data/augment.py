@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import UserError
+from nni_hwnas.errors import UserError
 
 
 @dataclass(frozen=True)

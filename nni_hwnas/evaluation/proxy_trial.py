@@ -9,8 +9,8 @@ Two entry points over the same :func:`proxy_metrics`:
   It pays the data loading and the reference's forward pass once, not per candidate.
 
 Both use one batch of the training split, chosen by the seed, and initialise every candidate
-with the same seed (:func:`nni_hwnas.trial.reinitialise`), so a score depends on the
-architecture only. Kept as lean as :mod:`nni_hwnas.trial`: torch and our small modules.
+with the same seed (:func:`nni_hwnas.evaluation.trial.reinitialise`), so a score depends on the
+architecture only. Kept as lean as :mod:`nni_hwnas.evaluation.trial`: torch and our small modules.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .cost_model import estimate_cost
-from .datasets import load_dataset, subset
-from .errors import UserError
-from .metrics import is_finite_metrics
-from .proxies import PROXIES, ProxyFailed, ProxySettings, RmiReference, score
-from .timing import torch_threads
-from .trial import reinitialise
+from nni_hwnas.hardware.cost_model import estimate_cost
+from nni_hwnas.data.datasets import load_dataset, subset
+from nni_hwnas.errors import UserError
+from nni_hwnas.metrics import is_finite_metrics
+from nni_hwnas.evaluation.proxies import PROXIES, ProxyFailed, ProxySettings, RmiReference, score
+from nni_hwnas.hardware.timing import torch_threads
+from nni_hwnas.evaluation.trial import reinitialise
 
 __all__ = ["ProxyContext", "make_context", "proxy_metrics", "proxy_scores", "score_and_report"]
 
@@ -46,9 +46,9 @@ def make_context(dataset: Mapping[str, Any], seed: int, batch_size: int, referen
                  estimator: str = "linear_cka", data: Any = None) -> ProxyContext:
     """Load the data (unless given), draw the seed's batch, and run the reference on it once.
 
-    ``reference`` is the dict of :func:`nni_hwnas.reference.prepare_reference` (``rmi`` needs it).
+    ``reference`` is the dict of :func:`nni_hwnas.evaluation.reference.prepare_reference` (``rmi`` needs it).
     """
-    from .reference import load_reference
+    from nni_hwnas.evaluation.reference import load_reference
 
     if data is None:
         data = load_dataset(seed=seed, **dataset)
@@ -67,11 +67,11 @@ def proxy_metrics(layer_specs: Sequence, context: ProxyContext, proxy: str, seed
         ProxyFailed: the forward pass failed, or a score or metric is NaN/infinite.
     """
     if proxy not in PROXIES:
-        from .errors import unknown
+        from nni_hwnas.errors import unknown
 
         raise unknown("proxy", proxy, PROXIES)
     if proxy == "rmi" and context.reference is None:
-        raise UserError("proxy 'rmi' needs a reference model; prepare one with nni_hwnas.reference.prepare_reference")
+        raise UserError("proxy 'rmi' needs a reference model; prepare one with nni_hwnas.evaluation.reference.prepare_reference")
     started = time.perf_counter()
     network = reinitialise(layer_specs, seed)
     settings = ProxySettings(seed=seed, reference=context.reference, train_steps=train_steps, blocks=blocks)
@@ -107,7 +107,7 @@ def score_and_report(model: Any, dataset: Mapping[str, Any], proxy: str, seed: i
                      hardware: Mapping[str, Any] | None = None) -> dict[str, float]:
     """NNI ``FunctionalEvaluator`` body: score the frozen ``model`` and report one final dict.
 
-    A failed forward pass or a NaN score raises :class:`~nni_hwnas.proxies.ProxyFailed`, so NNI
+    A failed forward pass or a NaN score raises :class:`~nni_hwnas.evaluation.proxies.ProxyFailed`, so NNI
     records the trial as FAILED and the search goes on.
     """
     import nni
@@ -117,7 +117,7 @@ def score_and_report(model: Any, dataset: Mapping[str, Any], proxy: str, seed: i
         context = make_context(dataset, seed, batch_size, reference if proxy == "rmi" else None, estimator)
         metrics = proxy_metrics(model.layer_specs, context, proxy, seed, train_steps=train_steps, blocks=blocks)
     if hardware and hardware.get("profile"):  # predicted latency and the profile's budgets
-        from .trial import profile_costs
+        from nni_hwnas.evaluation.trial import profile_costs
 
         metrics.update(profile_costs(model.layer_specs, model.definition, hardware)[0])
     metrics["trial_seconds"] = time.perf_counter() - started

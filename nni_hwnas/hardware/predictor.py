@@ -1,6 +1,6 @@
 """End-to-end latency from a lookup table: the sum of the layers' measured times, corrected.
 
-Layers are timed alone (:mod:`nni_hwnas.profiler`); inside a network they cost more, and what the
+Layers are timed alone (:mod:`nni_hwnas.hardware.profiler`); inside a network they cost more, and what the
 residuals on this machine showed (experiments in the benchmark note) decides the correction::
 
     latency_ms = overhead_ms_ + scale_ * sum(table[layer]) + per_layer_ms_ * n_layers
@@ -33,8 +33,8 @@ import numpy as np
 from search_spaces.definition import SpaceDefinition
 from search_spaces.layers import LayerSpec
 
-from .errors import UserError
-from .latency_table import LatencyTable, LayerKey, correction_context, profile_command, space_context
+from nni_hwnas.errors import UserError
+from nni_hwnas.hardware.latency_table import LatencyTable, LayerKey, correction_context, profile_command, space_context
 
 TERMS = ("per_layer", "switch")
 
@@ -329,9 +329,9 @@ def _profiler_class() -> type:
         def __init__(self, model_space: Any, profile: Any = "host-cpu-1t", table: Any = None,
                      metric: str = "latency_ms") -> None:
             super().__init__(model_space)
-            from .cost_trial import COST_METRICS, load_predictor
-            from .errors import unknown
-            from .profiles import DeviceProfile, load_profile
+            from nni_hwnas.evaluation.cost_trial import COST_METRICS, load_predictor
+            from nni_hwnas.errors import unknown
+            from nni_hwnas.hardware.profiles import DeviceProfile, load_profile
 
             if metric not in COST_METRICS:
                 raise unknown("profiler metric", metric, COST_METRICS)
@@ -341,7 +341,7 @@ def _profiler_class() -> type:
             self.predictor = load_predictor(self.device, self.definition, table) if metric == "latency_ms" else None
 
         def profile(self, sample: Mapping[str, Any]) -> float:
-            from .cost_trial import cost_metrics
+            from nni_hwnas.evaluation.cost_trial import cost_metrics
 
             if self.predictor is not None:
                 return self.predictor.predict(sample)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .augment import AugmentSpec
-from .errors import UserError, unknown
+from nni_hwnas.data.augment import AugmentSpec
+from nni_hwnas.errors import UserError, unknown
 
 __all__ = [
     "AugmentSpec",

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from .config import RunConfig, StrategyConfig, _build, load_config
-from .errors import UserError, read_yaml
+from nni_hwnas.experiment.config import RunConfig, StrategyConfig, _build, load_config
+from nni_hwnas.errors import UserError, read_yaml
 
 
 @dataclass
@@ -58,14 +58,14 @@ def strategy_label(strategy: StrategyConfig) -> str:
 def run_comparison(path: str | Path, *, port: int | None = None, output: str | Path | None = None,
                    echo: Callable[[str], None] = print) -> Path:
     """Run every strategy with every seed, then write the comparison report."""
-    from .launch import prepare, run_search
-    from .report import write_report
-    from .strategy_registry import strategy_names
+    from nni_hwnas.experiment.launch import prepare, run_search
+    from nni_hwnas.reporting.report import write_report
+    from nni_hwnas.experiment.strategy_registry import strategy_names
 
     compare, base, strategies = load_compare_config(path)
     for strategy in strategies:
         if strategy.name not in strategy_names():
-            from .errors import unknown
+            from nni_hwnas.errors import unknown
 
             raise unknown("strategy", strategy.name, strategy_names())
     prepare(base)  # data and space errors surface before the first experiment starts

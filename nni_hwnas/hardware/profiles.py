@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import hw_profiles
 
-from .errors import UserError, closest, read_yaml, unknown
+from nni_hwnas.errors import UserError, closest, read_yaml, unknown
 
 PROFILE_DIR = Path(hw_profiles.__file__).resolve().parent
 KINDS = ("cpu", "cuda", "budget-only")

@@ -26,7 +26,7 @@ import numpy as np
 
 from search_spaces.layers import LayerSpec
 
-from .errors import UserError
+from nni_hwnas.errors import UserError
 
 FORMAT_VERSION = 1
 STATISTICS = ("min", "p10", "median")
@@ -213,7 +213,7 @@ def current_environment(device: str) -> dict[str, Any]:
     """What staleness is judged on: torch version and the processor that runs the model."""
     import torch
 
-    from .runinfo import machine_info
+    from nni_hwnas.experiment.runinfo import machine_info
 
     machine = machine_info()
     if device == "cuda" and torch.cuda.is_available():
@@ -224,7 +224,7 @@ def current_environment(device: str) -> dict[str, Any]:
 class LatencyTable:
     """Rows ``LayerKey -> Timing`` for one profile, the whole-model measurements, and the fitted
     corrections: plain dicts per :func:`correction_context` plus ``"*"`` fitted on all models
-    (the predictor owns their meaning; see :class:`~nni_hwnas.predictor.LatencyCorrection`)."""
+    (the predictor owns their meaning; see :class:`~nni_hwnas.hardware.predictor.LatencyCorrection`)."""
 
     def __init__(self, header: TableHeader, rows: Mapping[LayerKey, Timing] | None = None,
                  models: Iterable[ModelMeasurement] = (), corrections: Mapping[str, Mapping[str, Any]] | None = None,

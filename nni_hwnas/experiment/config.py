@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from .errors import UserError, closest, read_yaml
+from nni_hwnas.errors import UserError, closest, read_yaml
 
 
 def _bounded(default: Any, *, low: float | None = None, high: float | None = None,

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .errors import UserError
+from nni_hwnas.errors import UserError
 
 PICK_BUDGET = re.compile(r"^(?P<metric>[a-z_]+)\s*<=\s*(?P<value>[0-9.eE+-]+)$")
 
@@ -117,12 +117,12 @@ def retrain(results_dir: str | Path, pick: str, *, epochs: int = 30, output: str
     from search_spaces import make_definition
     from search_spaces.layers import build_network
 
-    from .config import parse_config
-    from .datasets import load_dataset, resolve_data_root
-    from .launch import trial_training_args
-    from .runinfo import run_record
-    from .timing import measure_model_latency, torch_threads
-    from .training import TrainSettings, predict_logits, accuracy, train_model
+    from nni_hwnas.experiment.config import parse_config
+    from nni_hwnas.data.datasets import load_dataset, resolve_data_root
+    from nni_hwnas.experiment.launch import trial_training_args
+    from nni_hwnas.experiment.runinfo import run_record
+    from nni_hwnas.hardware.timing import measure_model_latency, torch_threads
+    from nni_hwnas.evaluation.training import TrainSettings, predict_logits, accuracy, train_model
 
     run = read_results(results_dir)
     trial = pick_trial(run, pick)

@@ -1,4 +1,4 @@
-"""The nnictl route's trial: ``python -m nni_hwnas.hpo_trial --config EXPERIMENT.yaml``.
+"""The nnictl route's trial: ``python -m nni_hwnas.evaluation.hpo_trial --config EXPERIMENT.yaml``.
 
 A tuner (ours or NNI's TPE/Evolution/...) hands a parameter dict whose keys are the space's
 choice labels (the JSON written by ``nni-hwnas export-space``). This entry point freezes the same
@@ -13,16 +13,16 @@ import argparse
 import sys
 from typing import Any, Mapping, Sequence
 
-from .config import RunConfig, load_config
-from .errors import UserError
+from nni_hwnas.experiment.config import RunConfig, load_config
+from nni_hwnas.errors import UserError
 
 
 def definition_for(config: RunConfig) -> Any:
     """The space definition a config names, at its dataset's input shape and class count."""
     from search_spaces import make_definition
 
-    from .datasets import load_dataset
-    from .launch import resolve_space
+    from nni_hwnas.data.datasets import load_dataset
+    from nni_hwnas.experiment.launch import resolve_space
 
     space, choices = resolve_space(config)
     data = load_dataset(config.dataset.name, data_root=config.dataset.data_root, seed=config.seed,
@@ -47,8 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import nni
 
-    from .launch import trial_dataset_args, trial_hardware_args, trial_objective_args, trial_training_args
-    from .trial import evaluate_architecture
+    from nni_hwnas.experiment.launch import trial_dataset_args, trial_hardware_args, trial_objective_args, trial_training_args
+    from nni_hwnas.evaluation.trial import evaluate_architecture
 
     try:
         config = load_config(args.config)

@@ -2,7 +2,7 @@
 
 ``trials.csv`` / ``trials.json`` (one row per trial: id, status, sample labels, metrics),
 ``pareto.json`` (the non-dominated in-budget trials over the chosen objectives, computed by
-:mod:`nni_hwnas.pareto`), ``pareto.png`` and ``run.json`` (seed, config, versions, machine).
+:mod:`nni_hwnas.reporting.pareto`), ``pareto.png`` and ``run.json`` (seed, config, versions, machine).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .hypervolume_trace import HvReference, default_reference, hypervolume_curve
-from .metrics import CONTRACT_KEYS, to_losses
-from .nni_rest import TrialView
-from .pareto import pareto_front_indices
-from .plots import plot_hypervolume, plot_pareto
+from nni_hwnas.reporting.hypervolume_trace import HvReference, default_reference, hypervolume_curve
+from nni_hwnas.metrics import CONTRACT_KEYS, to_losses
+from nni_hwnas.experiment.nni_rest import TrialView
+from nni_hwnas.reporting.pareto import pareto_front_indices
+from nni_hwnas.reporting.plots import plot_hypervolume, plot_pareto
 
 DEFAULT_OBJECTIVES = ("accuracy", "latency_ms")
 

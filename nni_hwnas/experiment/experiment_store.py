@@ -2,7 +2,7 @@
 
 NNI keeps every trial event and metric in ``<working dir>/<id>/db/nni.sqlite``. Reading it
 directly works for any experiment, NAS or nnictl, running or stopped, and gives the same
-payloads as the REST API, so :func:`~nni_hwnas.nni_rest.assemble_trials` serves both.
+payloads as the REST API, so :func:`~nni_hwnas.experiment.nni_rest.assemble_trials` serves both.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import os
 import sqlite3
 from pathlib import Path
 
-from .errors import UserError
-from .nni_rest import TrialView, assemble_trials
+from nni_hwnas.errors import UserError
+from nni_hwnas.experiment.nni_rest import TrialView, assemble_trials
 
 
 def default_working_directories() -> list[Path]:
