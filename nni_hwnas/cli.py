@@ -10,15 +10,26 @@ from nni_hwnas.errors import UserError
 
 
 def _search(args: argparse.Namespace) -> int:
-    from nni_hwnas.experiment.config import load_config
+    from nni_hwnas.experiment.config import apply_override, load_config
     from nni_hwnas.experiment.launch import run_search
 
     config = load_config(args.config)
-    if args.seed is not None:
-        config.seed = args.seed
-    if args.max_trials is not None:
-        config.experiment.max_trials = args.max_trials
-    run_search(config, port=args.port, output=args.output, keep_ui=args.keep_ui, resume=args.resume)
+    for where, value, flag in (("seed", args.seed, "--seed"), ("experiment.max_trials", args.max_trials, "--max-trials"),
+                               ("experiment.port", args.port, "--port")):
+        if value is not None:
+            apply_override(config, where, value, flag)  # the same checks as the YAML's
+    run_search(config, output=args.output, keep_ui=args.keep_ui, resume=args.resume,
+               overwrite=args.overwrite, allow_changes=args.allow_changes)
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nni_hwnas.experiment.manager_guard import stop_experiment
+
+    dirs = [Path(d) for d in args.experiment_dir] if args.experiment_dir else [Path("~/nni-experiments")]
+    print(f"nni-hwnas: {stop_experiment(args.id, dirs)}")
     return 0
 
 
@@ -38,7 +49,7 @@ def _export_space(args: argparse.Namespace) -> int:
 
     if args.config:
         from nni_hwnas.experiment.config import load_config
-        from nni_hwnas.experiment.launch import resolve_space
+        from nni_hwnas.experiment.trial_args import resolve_space
 
         space, choices = resolve_space(load_config(args.config))
     elif args.preset:
@@ -62,7 +73,7 @@ def _export_space(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from nni_hwnas.evaluation.retrain import retrain
 
-    retrain(args.from_dir, args.pick, epochs=args.epochs, output=args.output, seed=args.seed)
+    retrain(args.from_dir, args.pick, epochs=args.epochs, output=args.output, seed=args.seed, overwrite=args.overwrite)
     return 0
 
 
@@ -80,7 +91,7 @@ def _report(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from nni_hwnas.experiment.compare import run_comparison
 
-    run_comparison(args.config, port=args.port, output=args.output)
+    run_comparison(args.config, port=args.port, output=args.output, overwrite=args.overwrite)
     return 0
 
 
@@ -133,7 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override experiment.max_trials (with --resume: the new total, earlier trials included)")
     search.add_argument("--resume", default=None, metavar="ID",
                         help="continue experiment ID (same config) up to --max-trials without re-running trials")
+    search.add_argument("--overwrite", action="store_true", help="replace the results already in --output")
+    search.add_argument("--allow-changes", action="store_true",
+                        help="with --resume: accept a config that changes what a trial means (epochs, budgets, data); "
+                             "each trial is labelled with its settings and the front uses the new ones only")
     search.set_defaults(func=_search)
+
+    stop = commands.add_parser("stop", help="stop an experiment's NNI manager, also one nnictl lost track of")
+    stop.add_argument("id", help="the experiment id")
+    stop.add_argument("--experiment-dir", action="append", default=None,
+                      help="NNI working directory holding the experiment (default ~/nni-experiments)")
+    stop.set_defaults(func=_stop)
 
     export = commands.add_parser("export-space", help="write a space as NNI's search-space JSON (for nnictl)")
     export.add_argument("--space", default=None, help="conv_net or medmnist_cnn")
@@ -148,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     train.add_argument("--output", default=None, help="output folder (default RESULTS_DIR/retrain-<trial>)")
     train.add_argument("--seed", type=int, default=None, help="override the run's seed")
+    train.add_argument("--overwrite", action="store_true", help="replace the files already in --output")
     train.set_defaults(func=_train)
 
     report = commands.add_parser("report", help="redraw the report of a results directory or an NNI experiment id")
@@ -161,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--config", required=True, help="comparison YAML, e.g. experiments/compare_digits.yaml")
     compare.add_argument("--port", type=int, default=None, help="web UI port for each run (default: base config's)")
     compare.add_argument("--output", default=None, help="report folder (default results/<config name>)")
+    compare.add_argument("--overwrite", action="store_true", help="replace the runs already in the report folder")
     compare.set_defaults(func=_compare)
 
     configs = commands.add_parser("configs", help="print (or --copy) the bundled experiment and nnictl configs")

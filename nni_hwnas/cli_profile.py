@@ -54,7 +54,7 @@ def _definitions(args: argparse.Namespace) -> list[Any]:
     space = args.space
     if args.config:
         from nni_hwnas.experiment.config import load_config
-        from nni_hwnas.experiment.launch import resolve_space
+        from nni_hwnas.experiment.trial_args import resolve_space
 
         config = load_config(args.config)
         space, choices = resolve_space(config)

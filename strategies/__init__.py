@@ -15,10 +15,6 @@ _EXPORTS = {
     "ObjectiveConfig": "strategies.objectives",
     "HwEvolutionStrategy": "strategies.nni_strategy",
     "make_hw_evolution": "strategies.nni_strategy",
-    "ResumableNasExperiment": "strategies.nni_resume",
-    "prepare_resume": "strategies.nni_resume",
-    "resume_experiment": "strategies.nni_resume",
-    "use_json_checkpoints": "strategies.nni_resume",
 }
 
 __all__ = sorted(_EXPORTS)

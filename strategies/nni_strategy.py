@@ -6,7 +6,7 @@ NNI's event API:
 
 - ``FinalMetricEvent.metric`` carries the trial's raw metric *dict* (``model.metric`` keeps
   only ``default``), and NNI's engine drops events of models nobody references: the adapter keeps
-  every submitted model until its trial ends (see the project notes ``NNI_NOTES.md``, "Metrics").
+  every submitted model until its trial ends (``docs/nni-quirks.md``, "Metric events").
 - ``TrainingEndEvent.status`` tells success from failure.
 - After a resume, trials of the previous run (including one NNI re-runs because the stop caught
   it mid-trial, whose events never reach a strategy) are read back from NNI's database
@@ -30,6 +30,7 @@ from nni.nas.space import ExecutableModelSpace, ModelStatus
 from nni.nas.strategy.base import Strategy
 
 from nni_hwnas.errors import UserError, unknown
+from nni_hwnas.nni_compat.rest import TERMINAL_STATUSES, declared_value, final_parameter_id
 
 from .hw_evolution import HwEvolution, SpaceExhausted, adapter_settings
 
@@ -37,7 +38,6 @@ __all__ = ["HwEvolutionStrategy", "make_hw_evolution", "STRATEGY_NAME", "CONFIG_
 
 STRATEGY_NAME = "hw_evolution"
 STATE_FORMAT = "hw_evolution_strategy/1"
-TERMINAL = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
 _log = logging.getLogger("nni_hwnas.strategies")
 
 
@@ -248,7 +248,7 @@ class HwEvolutionStrategy(Strategy):
             return
         # parameter id -> sample. A trial's listed parameters can be another trial's (NNI's manager
         # hands queued parameter sets to whichever trial asks first); its final metric's
-        # ``parameterId`` is right, so results are joined through that (see NNI_NOTES.md).
+        # ``parameterId`` is right, so results are joined through that (docs/nni-quirks.md).
         samples: dict[int, dict[str, Any]] = {}
         for job in jobs:
             for hp in job.hyperParameters:
@@ -262,16 +262,15 @@ class HwEvolutionStrategy(Strategy):
                 if len(job.hyperParameters) != 1:
                     continue  # not submitted by a NAS engine
                 final = job.finalMetricData[-1] if job.finalMetricData else None
-                pid = job.hyperParameters[0].parameter_id
-                if final is not None and final.parameterId not in (None, ""):
-                    pid = final.parameterId
+                pid = final_parameter_id(vars(final) if final is not None else None,
+                                         job.hyperParameters[0].parameter_id)
                 sample = samples.get(int(pid))
                 if sample is None:
                     continue
                 cid = self.core.identity(sample)
                 if cid in live and not settle_live:
                     continue  # its own events will tell
-                if job.status in TERMINAL:
+                if job.status in TERMINAL_STATUSES:
                     self._running.pop(live.get(cid, -1), None)
                     metrics = _metric_dict(final.data) if final is not None else None
                     ok = job.status == "SUCCEEDED" and metrics is not None
@@ -291,14 +290,7 @@ class HwEvolutionStrategy(Strategy):
     def _normalise(self, sample: Mapping[str, Any]) -> dict[str, Any]:
         """Values as the space declares them: NNI's manager re-encodes JSON, turning 0.0 into 0,
         which would change an architecture's identity."""
-        out = dict(sample)
-        for label, values in self.core.labels.items():
-            if label in out:
-                for value in values:
-                    if value == out[label] and isinstance(value, bool) == isinstance(out[label], bool):
-                        out[label] = value
-                        break
-        return out
+        return {label: declared_value(self.core.labels.get(label, ()), value) for label, value in sample.items()}
 
     def _finish(self) -> None:
         """Wait for the submitted trials, then settle from NNI's database what events did not."""

@@ -63,7 +63,7 @@ def drive(work: str) -> None:
     from nni.nas.evaluator import FunctionalEvaluator
 
     from search_spaces import make_model_space
-    from strategies.nni_resume import ResumableNasExperiment, resume_experiment
+    from nni_hwnas.nni_compat.resume import ResumableNasExperiment, resume_experiment
     from strategies.nni_strategy import make_hw_evolution
 
     work_dir, report = Path(work), {}
@@ -261,7 +261,7 @@ def test_a_resume_that_failed_before_loading_does_not_overwrite_the_checkpoint(t
     from nni.nas.evaluator import FunctionalEvaluator
 
     from search_spaces import make_model_space
-    from strategies.nni_resume import ResumableNasExperiment
+    from nni_hwnas.nni_compat.resume import ResumableNasExperiment
     from strategies.nni_strategy import make_hw_evolution
 
     experiment = ResumableNasExperiment(make_model_space("conv_net", CHOICES, SHAPE, CLASSES),

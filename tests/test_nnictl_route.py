@@ -27,7 +27,7 @@ SHIPPED = {"digits": ("quickstart", (1, 8, 8), 10), "octmnist": ("octmnist", (1,
 
 def shipped_space(config: str):
     from nni_hwnas.experiment.config import load_config
-    from nni_hwnas.experiment.launch import resolve_space
+    from nni_hwnas.experiment.trial_args import resolve_space
 
     return resolve_space(load_config(REPO / "experiments" / f"{config}.yaml"))
 

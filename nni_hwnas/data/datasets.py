@@ -210,7 +210,7 @@ def _load_medmnist(flag: str, root: Path, download: bool, augment: AugmentSpec) 
     filename = f"{flag}.npz"
     path = root / filename
     url = info.get("url", "https://medmnist.com")
-    how = f"put the official {filename} there, or pass --download where the network allows (source: {url})"
+    how = f"put the official {filename} there, or set `dataset.download: true` where the network allows (source: {url})"
     if not download and not path.is_file():
         raise UserError(f"MedMNIST file {filename} not found in {root}; {how}")
     if download:
@@ -231,7 +231,7 @@ def _load_medmnist(flag: str, root: Path, download: bool, augment: AugmentSpec) 
         if download:
             raise UserError(
                 f"could not download/load MedMNIST file {filename} into {root} ({_one_line(exc)}); "
-                f"put the official {filename} there yourself (source: {url}), or drop --download to "
+                f"put the official {filename} there yourself (source: {url}), or set `dataset.download: false` to "
                 "use a copy already there as it is"
             ) from exc
         raise UserError(
@@ -297,7 +297,7 @@ def _load_cifar10(root: Path, seed: int, download: bool, val_fraction: float, au
     folder = root / _CIFAR_FOLDER
     how = (
         f"copy the extracted CIFAR-10 python version ({_CIFAR_FOLDER}/ from cifar-10-python.tar.gz) "
-        "there, or pass --download where the network allows"
+        "there, or set `dataset.download: true` in the config where the network allows"
     )
     if not download and not folder.is_dir():
         raise UserError(f"CIFAR-10 folder {_CIFAR_FOLDER} not found in {root}; {how}")

@@ -22,7 +22,7 @@ def definition_for(config: RunConfig) -> Any:
     from search_spaces import make_definition
 
     from nni_hwnas.data.datasets import load_dataset
-    from nni_hwnas.experiment.launch import resolve_space
+    from nni_hwnas.experiment.trial_args import resolve_space
 
     space, choices = resolve_space(config)
     data = load_dataset(config.dataset.name, data_root=config.dataset.data_root, seed=config.seed,
@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import nni
 
-    from nni_hwnas.experiment.launch import trial_dataset_args, trial_hardware_args, trial_objective_args, trial_training_args
+    from nni_hwnas.experiment.trial_args import (trial_dataset_args, trial_hardware_args, trial_objective_args,
+                                                  trial_training_args)
     from nni_hwnas.evaluation.trial import evaluate_architecture
 
     try:

@@ -111,15 +111,29 @@ def medmnist_scores(flag: str, data_root: str, probabilities: np.ndarray) -> dic
     return {"test_auc": float(result.AUC), "test_acc_medmnist": float(result.ACC)}
 
 
+def next_free_dir(base: Path) -> Path:
+    """``base`` if it is free, else ``base-2``, ``base-3``, ...: every retrain keeps its own folder."""
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
 def retrain(results_dir: str | Path, pick: str, *, epochs: int = 30, output: str | Path | None = None,
-            seed: int | None = None, echo=print) -> dict[str, Any]:
-    """Retrain the picked architecture, evaluate it on the test split, export it, and save a summary."""
+            seed: int | None = None, echo=print, overwrite: bool = False) -> dict[str, Any]:
+    """Retrain the picked architecture, evaluate it on the test split, export it, and save a summary.
+
+    Without ``output`` each run writes a new ``retrain-<trial>[-N]/``; an explicit ``output`` that
+    holds files is refused unless ``overwrite``.
+    """
     from search_spaces import make_definition
     from search_spaces.layers import build_network
 
-    from nni_hwnas.experiment.config import parse_config
+    from nni_hwnas.experiment.config import RunConfig, apply_override, parse_config
+    from nni_hwnas.experiment.output_dir import check_output_dir
     from nni_hwnas.data.datasets import load_dataset, resolve_data_root
-    from nni_hwnas.experiment.launch import trial_training_args
+    from nni_hwnas.experiment.trial_args import trial_training_args
     from nni_hwnas.experiment.runinfo import run_record
     from nni_hwnas.hardware.timing import measure_model_latency, torch_threads
     from nni_hwnas.evaluation.training import TrainSettings, predict_logits, accuracy, train_model
@@ -127,11 +141,16 @@ def retrain(results_dir: str | Path, pick: str, *, epochs: int = 30, output: str
     run = read_results(results_dir)
     trial = pick_trial(run, pick)
     config = parse_config({k: v for k, v in run.run["config"].items() if k != "source"})
+    apply_override(config, "evaluator.epochs", epochs, "--epochs")  # the config's own bounds
+    if seed is not None:
+        apply_override(RunConfig(), "seed", seed, "--seed")  # validated only: the splits keep the search's seed
     seed = config.seed if seed is None else seed
     definition = make_definition(run.run["space"], run.run["space_choices"], run.run["input_shape"],
                                  run.run["num_classes"])
     sample = definition.complete(sample_of_trial(trial))
-    out_dir = Path(output or run.directory / f"retrain-{trial['trial_id']}")
+    if output is not None:
+        check_output_dir(Path(output), overwrite=overwrite)
+    out_dir = Path(output) if output is not None else next_free_dir(run.directory / f"retrain-{trial['trial_id']}")
     out_dir.mkdir(parents=True, exist_ok=True)
     data = load_dataset(config.dataset.name, data_root=config.dataset.data_root, seed=config.seed,
                         val_fraction=config.dataset.val_fraction, test_fraction=config.dataset.test_fraction)

@@ -56,7 +56,7 @@ def strategy_label(strategy: StrategyConfig) -> str:
 
 
 def run_comparison(path: str | Path, *, port: int | None = None, output: str | Path | None = None,
-                   echo: Callable[[str], None] = print) -> Path:
+                   echo: Callable[[str], None] = print, overwrite: bool = False) -> Path:
     """Run every strategy with every seed, then write the comparison report."""
     from nni_hwnas.experiment.launch import prepare, run_search
     from nni_hwnas.reporting.report import write_report
@@ -70,6 +70,9 @@ def run_comparison(path: str | Path, *, port: int | None = None, output: str | P
             raise unknown("strategy", strategy.name, strategy_names())
     prepare(base)  # data and space errors surface before the first experiment starts
     out = Path(output or compare.output or Path("results") / Path(path).stem)
+    from nni_hwnas.experiment.output_dir import check_output_dir
+
+    check_output_dir(out / "runs", overwrite=overwrite)
     groups: dict[str, list[list[dict[str, Any]]]] = {}
     for strategy in strategies:
         for seed in compare.seeds:
@@ -81,7 +84,7 @@ def run_comparison(path: str | Path, *, port: int | None = None, output: str | P
                 config.experiment.max_trials = compare.max_trials
             run_dir = out / "runs" / f"{strategy_label(strategy)}-seed{seed}"
             echo(f"nni-hwnas compare: {strategy.name}, seed {seed} -> {run_dir}")
-            run_search(config, port=port, output=run_dir, echo=echo)
+            run_search(config, port=port, output=run_dir, echo=echo, overwrite=overwrite)
             rows = json.loads((run_dir / "trials.json").read_text())
             groups.setdefault(strategy_label(strategy), []).append(rows)
     notes = [f"Base experiment: `{Path(compare.base).name}`; dataset `{base.dataset.name}`; "

@@ -8,6 +8,7 @@ from any working directory.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -192,7 +193,37 @@ def parse_config(data: Mapping[str, Any] | None, base_dir: Path | None = None) -
     config.hardware.profile = resolve(config.hardware.profile, only_files=True)
     if config.space.name is None and config.space.preset is None:
         config.space.name = "conv_net"
+    check_duration("experiment.max_duration", config.experiment.max_duration)
     return config
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([dhms])\s*$")
+
+
+def check_duration(where: str, value: str | None) -> None:
+    """NNI parses ``max_duration`` only when the manager starts (a ``ValueError`` traceback); check it here."""
+    if value is None:
+        return
+    match = _DURATION.match(value.lower())
+    if match is None or float(match.group(1)) <= 0:
+        raise UserError(f"config: `{where}` is {value!r}; give a positive number and one unit of "
+                        "s, m, h, d, e.g. '30m' or '2h'")
+
+
+def apply_override(config: RunConfig, where: str, value: Any, flag: str) -> None:
+    """Set the dotted key ``where`` from command-line ``flag`` with the same checks as the YAML.
+
+    ``--max-trials 0`` is refused like ``max_trials: 0``, in one line naming the flag.
+    """
+    *sections, name = where.split(".")
+    target = config
+    for section in sections:
+        target = getattr(target, section)
+    f = {f.name: f for f in dataclasses.fields(target)}[name]
+    try:
+        setattr(target, name, _coerce(where, value, typing.get_type_hints(type(target))[name], f.metadata))
+    except UserError as exc:
+        raise UserError(str(exc).replace(f"config: `{where}`", flag, 1)) from None
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import socket
 import threading
@@ -23,23 +24,29 @@ import numpy as np
 
 from nni_hwnas.experiment.config import RunConfig
 from nni_hwnas.errors import UserError
+from nni_hwnas.experiment import manager_guard, run_settings
 from nni_hwnas.experiment.nni_rest import NniRestClient
+from nni_hwnas.experiment.output_dir import check_output_dir
+from nni_hwnas.nni_compat.rest import TERMINAL_STATUSES
 from nni_hwnas.reporting.hypervolume_trace import default_reference
 from nni_hwnas.reporting.results import trial_rows, write_json, write_results
 from nni_hwnas.experiment.runinfo import run_record
+from nni_hwnas.experiment.trial_args import (resolve_space, trial_dataset_args, trial_hardware_args,
+                                              trial_objective_args, trial_training_args)
 
-TERMINAL = {"SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"}
 _log = logging.getLogger("nni_hwnas")
 
 
-def check_port_free(port: int) -> None:
-    """NNI's manager listens on all interfaces; fail early, in one line, if ``port`` is taken."""
+def check_port_free(port: int, working_directory: Path | None = None) -> None:
+    """NNI's manager listens on all interfaces; fail early, in one line, if ``port`` is taken
+    (naming the experiment whose manager holds it, when one does)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("0.0.0.0", port))
         except OSError:
-            raise UserError(f"port {port} is already in use; choose another with --port "
+            holder = manager_guard.port_holder_hint(port, working_directory or Path("~/nni-experiments"))
+            raise UserError(f"port {port} is already in use{holder}; choose another with --port "
                             f"(or `experiment.port` in the config)") from None
 
 
@@ -47,21 +54,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def resolve_space(config: RunConfig) -> tuple[str, dict]:
-    """Space name and choices from ``space.name`` / ``space.preset`` / ``space.choices``."""
-    from search_spaces import load_preset
-
-    name, choices = config.space.name, {}
-    if config.space.preset is not None:
-        preset_space, choices = load_preset(config.space.preset)
-        if name is not None and name != preset_space:
-            raise UserError(f"config: space.name is {name!r} but preset {config.space.preset!r} "
-                            f"is for {preset_space!r}; drop one of them")
-        name = preset_space
-    choices = {**choices, **(config.space.choices or {})}
-    return str(name), choices
 
 
 @dataclass
@@ -119,41 +111,6 @@ def prepare_hardware(config: RunConfig, definition: Any) -> tuple[Any, Any]:
         predictor.check_coverage()
     check_budgets_reachable(definition, device, predictor)
     return device, predictor
-
-
-def trial_dataset_args(config: RunConfig) -> dict[str, Any]:
-    """Dataset arguments a trial process loads with: the absolute folder the driver checked."""
-    from nni_hwnas.data.datasets import resolve_data_root
-
-    return {"name": config.dataset.name, "data_root": str(resolve_data_root(config.dataset.data_root)),
-            "download": False, "val_fraction": config.dataset.val_fraction,
-            "test_fraction": config.dataset.test_fraction}
-
-
-def trial_training_args(config: RunConfig) -> dict[str, Any]:
-    """:class:`~nni_hwnas.evaluation.training.TrainSettings` fields from the evaluator section."""
-    ev = config.evaluator
-    return {"epochs": ev.epochs, "batch_size": ev.batch_size, "learning_rate": ev.learning_rate,
-            "momentum": ev.momentum, "weight_decay": ev.weight_decay, "lr_schedule": ev.lr_schedule,
-            "train_subset": ev.train_subset, "augment": ev.augment}
-
-
-def trial_hardware_args(config: RunConfig) -> dict[str, Any] | None:
-    """The device profile a trial predicts costs on (absolute paths), or None to measure here."""
-    hw = config.hardware
-    if not hw.profile:
-        return None
-    return {"profile": hw.profile, "table": hw.table, "budgets": dict(hw.budgets or {}),
-            "measure_latency": hw.measure_latency}
-
-
-def trial_objective_args(config: RunConfig) -> dict[str, Any]:
-    """What ``default`` means: accuracy, or the MnasNet reward with its target and exponent."""
-    ev = config.evaluator
-    if ev.default_metric == "mnas_reward" and ev.reward_target_ms is None:
-        raise UserError("config: `evaluator.default_metric: mnas_reward` needs `evaluator.reward_target_ms` "
-                        "(the latency target in ms, e.g. the profile's latency budget)")
-    return {"default_metric": ev.default_metric, "reward_target_ms": ev.reward_target_ms, "reward_w": ev.reward_w}
 
 
 def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print) -> Any:
@@ -247,7 +204,7 @@ class ProgressMonitor:
                 except Exception:  # manager starting or stopping: try again next tick
                     views = None
                 if views is not None:
-                    done = [v for v in views if v.status in TERMINAL]
+                    done = [v for v in views if v.status in TERMINAL_STATUSES]
                     failed = sum(v.status != "SUCCEEDED" for v in done)
                     scores = [v.metrics.get("default") for v in done if isinstance(v.metrics.get("default"), (int, float))]
                     bar.n = min(len(done), self.total)
@@ -262,7 +219,7 @@ def wait_until_finished(client: NniRestClient, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         views = client.trials()
-        if all(v.status in TERMINAL for v in views):
+        if all(v.status in TERMINAL_STATUSES for v in views):
             return
         time.sleep(1.0)
 
@@ -294,7 +251,7 @@ def result_objectives(config: RunConfig) -> tuple[str, str]:
 def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tuple[Any, Any]:
     """The NNI experiment (new, or ``resume`` of an earlier id) and its strategy."""
     from search_spaces import make_model_space
-    from strategies.nni_resume import ResumableNasExperiment, prepare_resume, use_json_checkpoints
+    from nni_hwnas.nni_compat.resume import ResumableNasExperiment, prepare_resume, use_json_checkpoints
 
     from nni_hwnas.experiment.strategy_registry import make_strategy
 
@@ -305,7 +262,7 @@ def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tup
     strategy = make_strategy(config.strategy.name, config.strategy.args, config.seed, definition=prepared.definition,
                              screen=screen, budget=prepared.budget_for(cost_metric))
     evaluator = make_evaluator(prepared)
-    use_json_checkpoints()  # torch >= 2.6 can't reload NNI's torch-pickled checkpoints (NNI_NOTES)
+    use_json_checkpoints()  # torch >= 2.6 can't reload NNI's torch-pickled checkpoints (docs/nni-quirks.md)
     if resume:
         experiment = prepare_resume(resume, space, evaluator, strategy,
                                     working_directory=config.experiment.working_directory,
@@ -324,16 +281,75 @@ def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tup
     return experiment, strategy
 
 
+def working_directory(config: RunConfig) -> Path:
+    """NNI's working directory for this config (NNI's own default when unset)."""
+    return Path(config.experiment.working_directory or "~/nni-experiments").expanduser()
+
+
+def check_before_start(prepared: PreparedSearch, *, output: str | Path | None, resume: str | None,
+                       overwrite: bool, allow_changes: bool, echo: Callable[[str], None]) -> dict[str, Any]:
+    """Every refusal that must come before NNI starts: a running resumed experiment, a changed
+    config, an existing results directory. Returns what a trial means under this config."""
+    config = prepared.config
+    workdir = working_directory(config)
+    meaning = run_settings.trial_meaning(config.to_dict(), prepared.space_name, prepared.choices)
+    if resume:
+        manager_guard.ensure_not_running(resume, workdir)
+        changed = run_settings.check_resume(workdir / resume, meaning, allow_changes)
+        if changed:
+            echo(f"nni-hwnas: resuming with changed settings ({', '.join(changed)}); trials are labelled by "
+                 "`settings` and the front uses the new settings' trials only")
+    target = output or config.output or (Path("results") / resume if resume else None)
+    if target is not None:
+        check_output_dir(Path(target), overwrite=overwrite, same_experiment=resume)
+    for orphan in manager_guard.find_orphans(workdir):
+        echo(f"nni-hwnas: warning: {manager_guard.orphan_line(orphan)}")
+    return meaning
+
+
 def run_search(config: RunConfig, *, port: int | None = None, output: str | Path | None = None,
-               keep_ui: bool = False, resume: str | None = None, echo: Callable[[str], None] = print) -> Path:
-    """Run one search end to end (or continue experiment ``resume``) and return the results directory."""
+               keep_ui: bool = False, resume: str | None = None, echo: Callable[[str], None] = print,
+               overwrite: bool = False, allow_changes: bool = False) -> Path:
+    """Run one search end to end (or continue experiment ``resume``) and return the results directory.
+
+    Raises ``KeyboardInterrupt`` after writing the finished trials' results when interrupted
+    (the CLI exits 130), and :class:`UserError` for every refusal before NNI starts.
+    """
     prepared = prepare(config)
     port = int(port if port is not None else config.experiment.port)
-    check_port_free(port)
-    seed_everything(config.seed)
-    experiment, strategy = build_experiment(prepared, resume)
-    exp_cfg = experiment.config
+    meaning = check_before_start(prepared, output=output, resume=resume, overwrite=overwrite,
+                                 allow_changes=allow_changes, echo=echo)
+    with manager_guard.claim_port(port):
+        check_port_free(port, working_directory(config))
+        seed_everything(config.seed)
+        experiment, strategy = build_experiment(prepared, resume)
+        out_dir, interrupted = _drive(experiment, strategy, prepared, port=port, output=output, keep_ui=keep_ui,
+                                      resume=resume, meaning=meaning, echo=echo)
+    if interrupted:
+        raise KeyboardInterrupt
+    return out_dir
 
+
+def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: int, output: str | Path | None,
+           keep_ui: bool, resume: str | None, meaning: dict[str, Any], echo: Callable[[str], None]) -> tuple[Path, bool]:
+    """Start the experiment, wait for its trials, write the results; always stop it."""
+    from nni_hwnas.experiment.experiment_store import read_experiment
+    from nni_hwnas.nni_compat.resume import wait_for_completion
+
+    config = prepared.config
+    exp_cfg = experiment.config
+    exp_dir = Path(exp_cfg.experiment_working_directory).expanduser() / experiment.id
+    trials_before = [v.trial_id for v in read_experiment(exp_dir)[0]] if resume else []
+    settings: dict[str, int] = {}
+
+    def on_manager_started(exp: Any) -> None:
+        """Runs once our manager is up, before the strategy: the records a later command reads."""
+        proc = getattr(exp, "_proc", None)
+        manager_guard.DriverRecord(exp.id, os.getpid(), proc.pid if proc is not None else None, port,
+                                   time.time()).write(exp_dir)
+        settings["number"] = run_settings.record_run(exp_dir, meaning, trials_before)
+
+    experiment.on_manager_started = on_manager_started
     client = NniRestClient(port)
     verb = "resuming" if resume else "experiment"
     echo(f"nni-hwnas: {verb} {experiment.id}: {config.strategy.name} over {prepared.space_name} "
@@ -349,21 +365,24 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
         try:
             with ProgressMonitor(client, config.experiment.max_trials):
                 experiment.start(port)
-                experiment._wait_completion()  # NNI 3.0: waits for the engine's submitted models
+                wait_for_completion(experiment)
                 wait_until_finished(client)
         except KeyboardInterrupt:
             interrupted = True
             echo("nni-hwnas: interrupted; writing the results of finished trials")
         rows = trial_rows(client.trials())
+        run_settings.label_rows(rows, exp_dir)
         info = run_record(config.seed, config.to_dict(), experiment_id=experiment.id, port=port,
                           resumed=bool(resume), space=prepared.space_name, space_choices=prepared.choices,
                           input_shape=list(prepared.input_shape), num_classes=prepared.num_classes,
                           dataset_source=prepared.dataset_source, hardware=hardware_record(prepared),
-                          experiment_directory=str(Path(exp_cfg.experiment_working_directory).expanduser() / experiment.id),
+                          experiment_directory=str(exp_dir), settings=settings.get("number"),
                           wall_seconds=time.time() - started, interrupted=interrupted)
-        reference = default_reference([rows], objectives[0], objectives[1], prepared.budget_for(objectives[1]))
+        current = [r for r in rows if r["settings"] == settings.get("number", 0)]
+        reference = default_reference([current], objectives[0], objectives[1], prepared.budget_for(objectives[1]))
         paths = write_results(out_dir, rows, info, objectives=objectives, reference=reference,
-                              title=f"{config.strategy.name} on {config.dataset.name} ({prepared.space_name})")
+                              title=f"{config.strategy.name} on {config.dataset.name} ({prepared.space_name})",
+                              current_settings=settings.get("number", 0))
         if config.evaluator.kind == "proxy" and config.evaluator.then_train_top_k and not interrupted:
             front = json.loads((out_dir / "pareto.json").read_text())["front"]
             write_json(out_dir / "proxy_then_train.json", {"proxy": config.evaluator.proxy,
@@ -383,4 +402,4 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
                 pass
     finally:
         experiment.stop()
-    return out_dir
+    return out_dir, interrupted

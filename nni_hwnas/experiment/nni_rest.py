@@ -3,7 +3,7 @@
 Metric ``data`` fields are JSON strings, often encoded twice; :func:`decode_metric` undoes both.
 Trials are joined to their parameters through ``parameterId`` of the final metric, never through
 the trial's listed hyper-parameters: NNI's manager can hand a queued parameter set to whichever
-trial asks first, so the listing may name another set (see NNI_NOTES).
+trial asks first, so the listing may name another set (``docs/nni-quirks.md``).
 """
 
 from __future__ import annotations
@@ -14,18 +14,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-
-def decode_metric(data: Any) -> Any:
-    """Decode a metric value that NNI stored as (possibly doubly) JSON-encoded text."""
-    value = data
-    for _ in range(3):
-        if not isinstance(value, str):
-            break
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            break
-    return value
+from nni_hwnas.nni_compat.rest import decode_metric, final_parameter_id
 
 
 @dataclass
@@ -107,8 +96,9 @@ def assemble_trials(jobs: list[dict], metric_data: list[dict]) -> list[TrialView
         value = decode_metric(record.get("data"))
         if record.get("type") == "FINAL":
             view.metrics = value if isinstance(value, dict) else {"default": value}
-            if record.get("parameterId") not in (None, ""):
-                final_param[view.trial_id] = int(record["parameterId"])
+            pid = final_parameter_id(record)
+            if pid is not None:
+                final_param[view.trial_id] = pid
         elif record.get("type") == "PERIODICAL":
             view.intermediate.append(value)
     used = set(final_param.values())

@@ -39,7 +39,7 @@ def check_search_space(space_file: Path, experiment_yaml: Path) -> str:
     from search_spaces import make_definition
 
     from nni_hwnas.experiment.config import load_config
-    from nni_hwnas.experiment.launch import resolve_space
+    from nni_hwnas.experiment.trial_args import resolve_space
     from nni_hwnas.experiment.space_export import nni_search_space
 
     space, choices = resolve_space(load_config(experiment_yaml))

@@ -81,8 +81,12 @@ def hypervolume_rows(rows: Sequence[Mapping[str, Any]], reference: HvReference) 
 
 def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]], run_info: Mapping[str, Any],
                   objectives: Sequence[str] = DEFAULT_OBJECTIVES, title: str = "",
-                  reference: HvReference | None = None) -> dict[str, Path]:
-    """Write every results file into ``out_dir`` and return their paths."""
+                  reference: HvReference | None = None, current_settings: int | None = None) -> dict[str, Path]:
+    """Write every results file into ``out_dir`` and return their paths.
+
+    ``current_settings``: after a resume that changed what a trial means, ``trials.*`` keep every
+    row (each with its ``settings``) but the front and hypervolume use this settings' rows only.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / name for name in ("trials.csv", "trials.json", "pareto.json", "pareto.png",
@@ -94,10 +98,13 @@ def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]], run_info: Ma
         for row in rows:
             writer.writerow({k: row.get(k, "") for k in columns})
     write_json(paths["trials.json"], list(rows))
+    if current_settings is not None:
+        rows = [r for r in rows if r.get("settings", current_settings) == current_settings]
     front = pareto_rows(rows, objectives)
     write_json(paths["pareto.json"], {
         "objectives": list(objectives),
         "only_within_budget": True,
+        "settings": current_settings,
         "trials_completed": len(completed(rows, objectives)),
         "front": list(front),
     })

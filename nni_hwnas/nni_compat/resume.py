@@ -1,12 +1,14 @@
 """Stop and resume multi-trial NAS experiments on NNI 3.0, which does not work out of the box.
 
-Three failures (the project notes ``NNI_NOTES.md``, "Resuming a multi-trial NAS experiment"), each
+Applies to nni 3.0 (the last release). Four failures (``docs/nni-quirks.md``, "Resume"), each
 fixed here without touching the installed package:
 
 1. NNI's default checkpoint serializer is ``torch.save``/``torch.load``; torch >= 2.6 loads with
    ``weights_only=True`` and refuses NNI's label objects (``UnpicklingError``). Fix: NNI's own
    ``JsonSerializer`` through its public ``set_default_serializer`` for the first run *and* the
-   resume (our strategy's state is plain JSON).
+   resume. Its encoder cannot write the ``frozenset`` samples of NNI's ``DeduplicationHelper``
+   (built-in strategies: ``TypeError ... frozenset ... TricksEncoder``, and no checkpoint), so
+   :class:`SetSafeJsonSerializer` tags sets and tuples on save and rebuilds them on load.
 2. On resume the manager sends ``ImportData`` and ``AddCustomizedTrialJob`` (tuner commands) to the
    NAS command channel, whose ``receive`` raises ``ValueError: Unknown command type``: the
    engine's listener thread dies and the strategy waits forever. Fix: a channel subclass that
@@ -14,6 +16,10 @@ fixed here without touching the installed package:
 3. The manager keeps ``maxTrialNumber`` from its database, not from the new config, and goes
    straight to DONE. Fix: push the new limit with ``update_max_trial_number()`` once the manager
    is up, before the strategy starts, and wait until it is RUNNING.
+
+4. NNI's manager that cannot bind its port (``EADDRINUSE``) dies, and NNI's ``start`` then posts
+   the config to, and connects the strategy to, whatever manager answers there. Fix: before the
+   engine starts, check that the manager answering is ours (:func:`check_manager_is_ours`).
 
 Also: a failed resume's ``stop()`` overwrote the checkpoint with an empty strategy state. Here
 the checkpoint folder is copied aside before resuming, and a resume that failed before loading
@@ -32,7 +38,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import nni
 import nni.nas.execution.training_service as _training_service
@@ -46,18 +52,82 @@ from nni.runtime.tuner_command_channel.command_type import CommandType
 from nni.tools.nnictl.config_utils import Experiments
 
 from nni_hwnas.errors import UserError
+from nni_hwnas.nni_compat.rest import manager_experiment_id
 
-__all__ = ["ResumableNasExperiment", "NasTunerCommandChannel", "prepare_resume", "resume_experiment",
-           "use_json_checkpoints"]
+__all__ = ["ResumableNasExperiment", "NasTunerCommandChannel", "SetSafeJsonSerializer", "check_manager_is_ours",
+           "prepare_resume", "resume_experiment", "use_json_checkpoints", "wait_for_completion"]
 
 _log = logging.getLogger("nni_hwnas.strategies")
 _TUNER_ONLY_COMMANDS = (CommandType.ImportData, CommandType.AddCustomizedTrialJob)
 _channel_swap_lock = threading.Lock()
 
 
+_SET_TAG, _TUPLE_TAG = "__nni_hwnas_frozenset__", "__nni_hwnas_tuple__"
+
+
+def encode_sets(value: Any) -> Any:
+    """Sets and tuples as tagged JSON lists (sorted by ``repr`` so a checkpoint is reproducible)."""
+    if isinstance(value, (set, frozenset)):
+        return {_SET_TAG: sorted((encode_sets(v) for v in value), key=repr)}
+    if isinstance(value, tuple):
+        return {_TUPLE_TAG: [encode_sets(v) for v in value]}
+    if isinstance(value, list):
+        return [encode_sets(v) for v in value]
+    if isinstance(value, dict):
+        return {k: encode_sets(v) for k, v in value.items()}
+    return value
+
+
+def decode_sets(value: Any) -> Any:
+    """Undo :func:`encode_sets`: tagged lists become frozensets and tuples again (hashable)."""
+    if isinstance(value, list):
+        return [decode_sets(v) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {_SET_TAG}:
+            return frozenset(decode_sets(v) for v in value[_SET_TAG])
+        if set(value) == {_TUPLE_TAG}:
+            return tuple(decode_sets(v) for v in value[_TUPLE_TAG])
+        return {k: decode_sets(v) for k, v in value.items()}
+    return value
+
+
+class SetSafeJsonSerializer(JsonSerializer):
+    """NNI's ``JsonSerializer`` that also round-trips the sets in built-in strategies' state (fix 1)."""
+
+    def save(self, checkpoint: Any, path: Path) -> None:
+        super().save(encode_sets(checkpoint), path)
+
+    def load(self, path: Path) -> Any:
+        return decode_sets(super().load(path))
+
+
 def use_json_checkpoints() -> None:
     """Make NNI write and read NAS checkpoints as JSON (fix 1; process-wide, NNI's public API)."""
-    set_default_serializer(JsonSerializer())
+    set_default_serializer(SetSafeJsonSerializer())
+
+
+def check_manager_is_ours(experiment: Any, port: int) -> None:
+    """Fix 4: refuse to drive a manager that is not this experiment's (ours died on ``EADDRINUSE``)."""
+    proc = getattr(experiment, "_proc", None)
+    owner = manager_experiment_id(port)
+    if owner == experiment.id and (proc is None or proc.poll() is None):
+        return
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+    experiment._proc = None  # so stop() never sends DELETE /experiment to another experiment's manager
+    raise UserError(f"port {port} is served by {'experiment ' + repr(owner) if owner else 'another program'}, "
+                    f"not by experiment {experiment.id!r} (its NNI manager could not bind the port); "
+                    "nothing was changed there: choose another --port")
+
+
+def wait_for_completion(experiment: Any) -> None:
+    """Block until the strategy's submitted models finished ("Wait for completion").
+
+    NNI 3.0's public ``run()`` stops the experiment and its web UI when it returns, and
+    ``start()`` does not wait; the only wait that leaves the manager up is the internal
+    ``NasExperiment._wait_completion`` (engine ``wait_models``), so it is called here, in one place.
+    """
+    experiment._wait_completion()
 
 
 class NasTunerCommandChannel(TunerCommandChannel):
@@ -102,6 +172,8 @@ class ResumableNasExperiment(NasExperiment):
 
     resume_timeout_s: float = 60.0
     _state_loaded: bool = False  # set once a resume restored the checkpointed state
+    #: Called with the experiment once its own manager is up, before the strategy starts.
+    on_manager_started: Callable[[Any], None] | None = None
 
     def start(self, port: int = 8080, debug: bool = False, run_mode: RunMode = RunMode.Background) -> None:
         use_json_checkpoints()
@@ -127,6 +199,10 @@ class ResumableNasExperiment(NasExperiment):
         super().save_checkpoint()
 
     def _start_engine_and_strategy(self) -> None:
+        if self._nni_manager_required() and self.port is not None:
+            check_manager_is_ours(self, self.port)
+            if self.on_manager_started is not None:
+                self.on_manager_started(self)
         if self._action == "resume" and self._nni_manager_required():
             self._push_max_trial_number()
         super()._start_engine_and_strategy()

@@ -1,0 +1,62 @@
+"""What a trial process needs from a run config, as plain dicts: space, data, training, hardware.
+
+Kept apart from :mod:`nni_hwnas.experiment.launch` so a trial process (the nnictl route's
+``hpo_trial`` and NNI's NAS trials) imports neither the results writer nor matplotlib.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nni_hwnas.errors import UserError
+from nni_hwnas.experiment.config import RunConfig
+
+
+def resolve_space(config: RunConfig) -> tuple[str, dict]:
+    """Space name and choices from ``space.name`` / ``space.preset`` / ``space.choices``."""
+    from search_spaces import load_preset
+
+    name, choices = config.space.name, {}
+    if config.space.preset is not None:
+        preset_space, choices = load_preset(config.space.preset)
+        if name is not None and name != preset_space:
+            raise UserError(f"config: space.name is {name!r} but preset {config.space.preset!r} "
+                            f"is for {preset_space!r}; drop one of them")
+        name = preset_space
+    choices = {**choices, **(config.space.choices or {})}
+    return str(name), choices
+
+
+def trial_dataset_args(config: RunConfig) -> dict[str, Any]:
+    """Dataset arguments a trial process loads with: the absolute folder the driver checked."""
+    from nni_hwnas.data.datasets import resolve_data_root
+
+    return {"name": config.dataset.name, "data_root": str(resolve_data_root(config.dataset.data_root)),
+            "download": False, "val_fraction": config.dataset.val_fraction,
+            "test_fraction": config.dataset.test_fraction}
+
+
+def trial_training_args(config: RunConfig) -> dict[str, Any]:
+    """:class:`~nni_hwnas.evaluation.training.TrainSettings` fields from the evaluator section."""
+    ev = config.evaluator
+    return {"epochs": ev.epochs, "batch_size": ev.batch_size, "learning_rate": ev.learning_rate,
+            "momentum": ev.momentum, "weight_decay": ev.weight_decay, "lr_schedule": ev.lr_schedule,
+            "train_subset": ev.train_subset, "augment": ev.augment}
+
+
+def trial_hardware_args(config: RunConfig) -> dict[str, Any] | None:
+    """The device profile a trial predicts costs on (absolute paths), or None to measure here."""
+    hw = config.hardware
+    if not hw.profile:
+        return None
+    return {"profile": hw.profile, "table": hw.table, "budgets": dict(hw.budgets or {}),
+            "measure_latency": hw.measure_latency}
+
+
+def trial_objective_args(config: RunConfig) -> dict[str, Any]:
+    """What ``default`` means: accuracy, or the MnasNet reward with its target and exponent."""
+    ev = config.evaluator
+    if ev.default_metric == "mnas_reward" and ev.reward_target_ms is None:
+        raise UserError("config: `evaluator.default_metric: mnas_reward` needs `evaluator.reward_target_ms` "
+                        "(the latency target in ms, e.g. the profile's latency budget)")
+    return {"default_metric": ev.default_metric, "reward_target_ms": ev.reward_target_ms, "reward_w": ev.reward_w}
