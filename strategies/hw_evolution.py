@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from nni_hwnas.errors import UserError
-from nni_hwnas.metrics import to_losses
+from nni_hwnas.metrics import to_losses, within_budget as within_budget_rule
 from nni_hwnas.reporting.pareto import pareto_front_indices
 
 from .objectives import LabelEncoder, ObjectiveConfig, loss_matrix
@@ -255,13 +255,14 @@ class HwEvolution:
     def pareto_front(self, within_budget: bool = True) -> list[dict[str, Any]]:
         """Non-dominated successful trials over score (up) and cost (down), cheapest first.
 
-        Over-budget trials are left out unless ``within_budget`` is False. Novelty and cost
+        Over-budget trials (:func:`nni_hwnas.metrics.within_budget`, the rule the results use too)
+        are left out unless ``within_budget`` is False. Novelty and cost
         diversity steer the search but are not qualities of an architecture: not used here.
         """
         names = self.front_objectives()
         records = [r for r in self._history if r["status"] == "succeeded" and all(n in r["metrics"] for n in names)]
-        if within_budget and self.budget is not None:
-            records = [r for r in records if r["metrics"].get(self.objectives.cost_metric, 0.0) <= self.budget]
+        if within_budget:
+            records = [r for r in records if within_budget_rule(r["metrics"], self.objectives.cost_metric, self.budget)]
         if not records:
             return []
         idx = pareto_front_indices(to_losses([r["metrics"] for r in records], names))
@@ -463,25 +464,3 @@ def _jsonable_rng_state(state: Mapping[str, Any]) -> dict[str, Any]:
         return value
 
     return plain(state)
-
-
-def adapter_settings(*, population_size: int, sample_size: int, initial_random: int, mutation_prob: float | None,
-                     crossover_prob: float, objectives: Sequence[str] | str, score_metric: str, cost_metric: str,
-                     budget: float | None, penalty: str, penalty_weight: float, novelty_k: int, diversity_k: int,
-                     screen_slack: float, seed: int | None) -> tuple[ObjectiveConfig, dict[str, Any]]:
-    """Split the NNI adapters' flat arguments into objectives and search settings, checked now.
-
-    Both adapters (NAS ``Strategy`` and nnictl ``Tuner``) take the same plain arguments from a
-    YAML; a bad one fails here with one line, before NNI's manager starts.
-    """
-    if isinstance(objectives, str):
-        objectives = (objectives,)
-    objective_config = ObjectiveConfig(
-        use=tuple(objectives), score_metric=score_metric, cost_metric=cost_metric, novelty_k=novelty_k,
-        diversity_k=diversity_k, penalty=penalty, penalty_weight=penalty_weight)
-    settings: dict[str, Any] = {
-        "population_size": population_size, "sample_size": sample_size, "initial_random": initial_random,
-        "mutation_prob": mutation_prob, "crossover_prob": crossover_prob, "budget": budget,
-        "screen_slack": screen_slack, "seed": seed}
-    HwEvolution({"probe": (0, 1)}, objectives=objective_config, **settings)
-    return objective_config, settings

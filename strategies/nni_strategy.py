@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 import nni
 from nni.mutable import Categorical
@@ -32,7 +32,8 @@ from nni.nas.strategy.base import Strategy
 from nni_hwnas.errors import UserError, unknown
 from nni_hwnas.nni_compat.rest import TERMINAL_STATUSES, declared_value, final_parameter_id
 
-from .hw_evolution import HwEvolution, SpaceExhausted, adapter_settings
+from .hw_evolution import HwEvolution, SpaceExhausted
+from .settings import HwEvolutionSettings
 
 __all__ = ["HwEvolutionStrategy", "make_hw_evolution", "STRATEGY_NAME", "CONFIG_ARGS"]
 
@@ -72,22 +73,13 @@ class HwEvolutionStrategy(Strategy):
         poll_interval_s: How often to look for a free worker / read NNI's database.
     """
 
-    def __init__(self, *, population_size: int = 20, sample_size: int = 10, initial_random: int = 8,
-                 mutation_prob: float | None = None, crossover_prob: float = 0.1,
-                 objectives: Sequence[str] = ("score", "cost"), score_metric: str = "default",
-                 cost_metric: str = "latency_ms", budget: float | None = None, penalty: str = "linear",
-                 penalty_weight: float = 1.0, novelty_k: int = 5, diversity_k: int = 2,
-                 screen_slack: float = 0.1, seed: int | None = None, definition: Any = None,
+    def __init__(self, settings: HwEvolutionSettings | None = None, *, definition: Any = None,
                  identity: Callable[[Mapping[str, Any]], str] | None = None,
                  screen: Callable[[Mapping[str, Any]], float | None] | None = None,
                  poll_interval_s: float = 1.0) -> None:
         super().__init__()
-        self.objective_config, self.settings = adapter_settings(
-            population_size=population_size, sample_size=sample_size, initial_random=initial_random,
-            mutation_prob=mutation_prob, crossover_prob=crossover_prob, objectives=objectives,
-            score_metric=score_metric, cost_metric=cost_metric, budget=budget, penalty=penalty,
-            penalty_weight=penalty_weight, novelty_k=novelty_k, diversity_k=diversity_k,
-            screen_slack=screen_slack, seed=seed)
+        settings = settings or HwEvolutionSettings()
+        self.objective_config, self.settings = settings.objective_config(), settings.search_settings()
         self.definition = definition
         self.screen = screen
         self.poll_interval_s = float(poll_interval_s)
@@ -365,12 +357,7 @@ def _sample_of_parameters(parameters: Any) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------- from a config
 
 
-def _config_args() -> list[str]:
-    params = inspect.signature(HwEvolutionStrategy.__init__).parameters
-    return [name for name in params if name not in ("self", "definition", "identity", "screen")]
-
-
-CONFIG_ARGS: tuple[str, ...] = tuple(_config_args())
+CONFIG_ARGS: tuple[str, ...] = (*HwEvolutionSettings.names(), "poll_interval_s")
 
 
 def make_hw_evolution(args: Mapping[str, Any] | None, seed: int | None = None, *, definition: Any = None,
@@ -393,7 +380,6 @@ def make_hw_evolution(args: Mapping[str, Any] | None, seed: int | None = None, *
     kwargs.setdefault("seed", seed)
     if budget is not None:
         kwargs.setdefault("budget", budget)
-    try:
-        return HwEvolutionStrategy(**kwargs, definition=definition, screen=screen)
-    except TypeError as exc:
-        raise UserError(f"strategy {STRATEGY_NAME!r} cannot be built from {kwargs}: {exc}") from None
+    poll_interval_s = float(kwargs.pop("poll_interval_s", 1.0))
+    return HwEvolutionStrategy(HwEvolutionSettings.from_args(kwargs), definition=definition, screen=screen,
+                               poll_interval_s=poll_interval_s)

@@ -17,7 +17,8 @@ from nni.utils import ClassArgsValidator
 
 from nni_hwnas.errors import UserError
 
-from .hw_evolution import HwEvolution, SpaceExhausted, adapter_settings
+from .hw_evolution import HwEvolution, SpaceExhausted
+from .settings import HwEvolutionSettings
 
 _log = logging.getLogger("nni_hwnas.tuner")
 
@@ -30,22 +31,14 @@ class HwEvolutionTuner(Tuner):
     Args:
         space: Our space the search-space JSON came from (``conv_net`` or ``medmnist_cnn``), so
             architectures that differ only in unused layers count as one; None hashes every label.
-        Others: as :class:`~strategies.nni_strategy.HwEvolutionStrategy`.
+        class_args: the names of :class:`~strategies.settings.HwEvolutionSettings` (nnictl's
+            ``classArgs`` arrive as keywords; each is checked there, an unknown one by name).
     """
 
-    def __init__(self, space: str | None = None, population_size: int = 20, sample_size: int = 10,
-                 initial_random: int = 8, mutation_prob: float | None = None, crossover_prob: float = 0.1,
-                 objectives: Sequence[str] = ("score", "cost"), score_metric: str = "default",
-                 cost_metric: str = "latency_ms", budget: float | None = None, penalty: str = "linear",
-                 penalty_weight: float = 1.0, novelty_k: int = 5, diversity_k: int = 2,
-                 screen_slack: float = 0.1, seed: int | None = None) -> None:
+    def __init__(self, space: str | None = None, **class_args: Any) -> None:
         self.space = space
-        self.objective_config, self.settings = adapter_settings(
-            population_size=population_size, sample_size=sample_size, initial_random=initial_random,
-            mutation_prob=mutation_prob, crossover_prob=crossover_prob, objectives=objectives,
-            score_metric=score_metric, cost_metric=cost_metric, budget=budget, penalty=penalty,
-            penalty_weight=penalty_weight, novelty_k=novelty_k, diversity_k=diversity_k,
-            screen_slack=screen_slack, seed=seed)
+        settings = HwEvolutionSettings.from_args(class_args, what=f"classArg of tuner {TUNER_NAME!r}")
+        self.objective_config, self.settings = settings.objective_config(), settings.search_settings()
         self.core: HwEvolution | None = None
         self._asked: dict[int, dict[str, Any]] = {}  # parameter_id -> sample still running
 

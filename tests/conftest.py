@@ -11,7 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-# NNI 3.0 warns about torch classes it does not know (harmless, see NNI_NOTES).
+# NNI 3.0 warns about torch classes it does not know (harmless, docs/nni-quirks.md).
 warnings.filterwarnings("ignore", message=".*is found to be not a nn.Module.*")
 
 

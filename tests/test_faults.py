@@ -215,7 +215,7 @@ def test_builtin_resume_with_changed_budget(tmp_path, nni_home):
     """NNI's checkpoint of a built-in strategy (frozensets) is written and resumed; a changed budget
     is refused naming the key, a changed space in one line, and with --allow-changes the front uses
     the new settings' trials only."""
-    config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=3))
+    config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=2))
     out, port = tmp_path / "out", free_port()
     first = cli("search", "--config", str(config), "--port", str(port), "--output", str(out), cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -224,11 +224,11 @@ def test_builtin_resume_with_changed_budget(tmp_path, nni_home):
     assert (tmp_path / "exps" / exp_id / "checkpoint" / "state.ckpt.json").is_file()
     before = _trial_ids(out)
 
-    changed = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.05, trials=5), "changed.yaml")
+    changed = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.05, trials=4), "changed.yaml")
     refused = cli("search", "--config", str(changed), "--port", str(port), "--resume", exp_id, "--output", str(out),
                   cwd=tmp_path)
     one_line_error(refused, "hardware.budgets.latency_ms")
-    space = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=5).replace(
+    space = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=4).replace(
         "conv_net_small}", "conv_net_small, choices: {depth: [1, 2]}}"), "space.yaml")
     one_line_error(cli("search", "--config", str(space), "--port", str(port), "--resume", exp_id, "--output",
                        str(out), cwd=tmp_path), "search space changed")
@@ -239,9 +239,9 @@ def test_builtin_resume_with_changed_budget(tmp_path, nni_home):
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "Error occurred when saving checkpoint" not in resumed.stdout + resumed.stderr
     trials = json.loads((out / "trials.json").read_text())
-    assert len(trials) == 5 and set(before) <= {t["trial_id"] for t in trials}
+    assert len(trials) == 4 and set(before) <= {t["trial_id"] for t in trials}
     assert all(t["status"] == "SUCCEEDED" for t in trials)
-    assert sorted(t["settings"] for t in trials) == [0, 0, 0, 1, 1]
+    assert sorted(t["settings"] for t in trials) == [0, 0, 1, 1]
     pareto = json.loads((out / "pareto.json").read_text())
     assert pareto["settings"] == 1
     assert all(t["settings"] == 1 and t["latency_ms"] <= 0.05 for t in pareto["front"])
@@ -250,7 +250,7 @@ def test_builtin_resume_with_changed_budget(tmp_path, nni_home):
 # ------------------------------------------------------------------ two searches, one port
 
 def test_two_searches_on_one_port_second_refused_first_untouched(tmp_path, nni_home):
-    config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=3))
+    config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=2))
     port = free_port()
     first = start_search(tmp_path, config, port, "--output", str(tmp_path / "a"))
     second = start_search(tmp_path, config, port, "--output", str(tmp_path / "b"))
@@ -270,15 +270,16 @@ def test_two_searches_on_one_port_second_refused_first_untouched(tmp_path, nni_h
     loser = tmp_path / ("b" if codes["first"][0] == 0 else "a")
     run = json.loads((winner / "run.json").read_text())
     trials = json.loads((winner / "trials.json").read_text())
-    assert len(trials) == 3 and all(t["status"] == "SUCCEEDED" for t in trials)
-    assert len(list((tmp_path / "exps").iterdir())) == 1 and (tmp_path / "exps" / run["experiment_id"]).is_dir()
+    assert len(trials) == 2 and all(t["status"] == "SUCCEEDED" for t in trials)
+    experiments = [p.name for p in (tmp_path / "exps").iterdir() if not p.name.startswith(("_", "."))]
+    assert experiments == [run["experiment_id"]]  # the refused search started no experiment
     assert not loser.exists()
 
 
 # ------------------------------------------------------------------ kill -9 of the CLI, Ctrl-C
 
 def test_killed_cli_leaves_a_manager_that_is_found_and_stopped(tmp_path, nni_home):
-    config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=2))
+    config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=1))
     port, out = free_port(), tmp_path / "out"
     proc = start_search(tmp_path, config, port, "--output", str(out), "--keep-ui")
     try:
@@ -315,7 +316,7 @@ def test_ctrl_c_exits_130_after_writing_finished_trials(tmp_path, nni_home):
         def one_done() -> bool:
             try:
                 return any(j["status"] == "SUCCEEDED" for j in rest(port, "/trial-jobs") or [])
-            except OSError:
+            except (OSError, ValueError):  # not up yet (the web UI answers HTML until the REST API is)
                 return False
 
         wait_for(one_done, 300, "a finished trial", proc)

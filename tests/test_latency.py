@@ -11,7 +11,8 @@ import warnings
 import numpy as np
 import pytest
 
-from nni_hwnas.evaluation.cost_trial import budget_filter, cost_metrics, report_costs
+from nni_hwnas.evaluation.cost_trial import budget_filter, report_costs
+from nni_hwnas.hardware.costs import cost_metrics
 from nni_hwnas.errors import UserError
 from nni_hwnas.hardware.latency_table import (LatencyTable, LayerKey, ModelMeasurement, StaleTableWarning, TableHeader, Timing,
                                      current_environment)
@@ -260,7 +261,7 @@ def test_nni_range_profiler_filter_and_penalty_use_our_profiler(tiny_table):
     from nni.nas.oneshot.pytorch.profiler import RangeProfilerFilter, SampleProfilerPenalty
     from nni.nas.profiler import Profiler
 
-    from nni_hwnas.hardware.predictor import HwLatencyProfiler
+    from nni_hwnas.hardware.nni_profiler import HwLatencyProfiler
     from search_spaces import make_model_space
 
     space = make_model_space("conv_net", TINY, (1, 8, 8), 10)
@@ -354,7 +355,7 @@ def test_profile_command_measures_several_class_counts_in_one_table(tmp_path, ca
 
 
 def test_stale_shipped_style_table_warns_when_loaded_for_prediction(tmp_path):
-    from nni_hwnas.evaluation.cost_trial import load_table
+    from nni_hwnas.hardware.costs import load_table
 
     table, _ = hand_made_table()
     table.header.torch_version = "0.0.1"

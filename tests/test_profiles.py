@@ -7,7 +7,8 @@ import os
 import pytest
 
 from nni_hwnas.hardware.cost_model import estimate_cost
-from nni_hwnas.evaluation.cost_trial import (check_budgets_reachable, cost_metrics, smallest_costs)
+from nni_hwnas.evaluation.cost_trial import check_budgets_reachable, smallest_costs
+from nni_hwnas.hardware.costs import cost_metrics
 from nni_hwnas.errors import UserError
 from nni_hwnas.hardware.profiles import Budgets, load_profile, profile_names
 from nni_hwnas.reporting.results import pareto_rows

@@ -143,7 +143,7 @@ def test_cost_only_evaluator_in_a_real_experiment_marks_budgets(tmp_path, nni_ho
     trials = json.loads((tmp_path / "out" / "trials.json").read_text())
     assert len(trials) == 4 and all(t["status"] == "SUCCEEDED" for t in trials)
 
-    from nni_hwnas.evaluation.cost_trial import load_predictor
+    from nni_hwnas.hardware.costs import load_predictor
     from nni_hwnas.hardware.profiles import load_profile
     from search_spaces import load_preset, make_definition
 

@@ -9,7 +9,7 @@ budget, for several seeds, on ``digits`` and on a real MedMNIST set when the dat
   trials, continue_on_failure=True)``, then ``strategy.initialize(space, engine); strategy.run()``
   as ``NasExperiment`` does. Skipped: NNI's experiment bookkeeping (the ``~/nni-experiments``
   manifest, checkpoints, log files), which has no effect on the search. The training-service
-  engine would cost ~6 s of process start per trial (NNI_NOTES.md), i.e. hours here.
+  engine would cost ~6 s of process start per trial (docs/nni-quirks.md, "Trial start cost"), i.e. hours here.
 - **Evaluator**: one ``FunctionalEvaluator`` for all. It trains the candidate with
   :func:`nni_hwnas.evaluation.trial.evaluate_architecture` (settings per dataset in :data:`DATASETS`: few
   epochs, a training subset, printed with the results) under one fixed *training seed* for every
@@ -179,7 +179,7 @@ def cache_path(dataset: str, preset: str, training: Mapping[str, Any], train_see
 
 def dataset_setup(dataset: str, data_root: Path, training: Mapping[str, Any], preset: str) -> dict[str, Any]:
     """Everything a run on ``dataset`` needs that is the same for every strategy and seed."""
-    from nni_hwnas.evaluation.cost_trial import load_predictor
+    from nni_hwnas.hardware.costs import load_predictor
     from nni_hwnas.data.datasets import load_dataset
     from nni_hwnas.hardware.profiles import load_profile
     from search_spaces.registry import load_preset, make_definition
@@ -216,7 +216,7 @@ class RunContext:
     """What the evaluator needs while one run is going (one per worker process and dataset)."""
 
     def __init__(self, setup: Mapping[str, Any]) -> None:
-        from nni_hwnas.evaluation.cost_trial import load_predictor
+        from nni_hwnas.hardware.costs import load_predictor
         from nni_hwnas.hardware.profiles import load_profile
         from search_spaces.registry import make_definition
 

@@ -40,7 +40,7 @@ def evaluate_case(profile_name: str, case: str, n_models: int, seed: int) -> tup
     """One row of the table, plus the arrays for the plot."""
     from scipy.stats import spearmanr
 
-    from nni_hwnas.evaluation.cost_trial import load_table
+    from nni_hwnas.hardware.costs import load_table
     from nni_hwnas.hardware.latency_table import correction_context, space_context
     from nni_hwnas.hardware.predictor import LatencyPredictor
     from nni_hwnas.hardware.profiler import TimingSettings, network_keys, sample_models, time_model

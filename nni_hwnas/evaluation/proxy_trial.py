@@ -9,7 +9,7 @@ Two entry points over the same :func:`proxy_metrics`:
   It pays the data loading and the reference's forward pass once, not per candidate.
 
 Both use one batch of the training split, chosen by the seed, and initialise every candidate
-with the same seed (:func:`nni_hwnas.evaluation.trial.reinitialise`), so a score depends on the
+with the same seed (:func:`nni_hwnas.nni_compat.freeze.reinitialise`), so a score depends on the
 architecture only. Kept as lean as :mod:`nni_hwnas.evaluation.trial`: torch and our small modules.
 """
 
@@ -27,7 +27,7 @@ from nni_hwnas.errors import UserError
 from nni_hwnas.metrics import is_finite_metrics
 from nni_hwnas.evaluation.proxies import PROXIES, ProxyFailed, ProxySettings, RmiReference, score
 from nni_hwnas.hardware.timing import torch_threads
-from nni_hwnas.evaluation.trial import reinitialise
+from nni_hwnas.nni_compat.freeze import reinitialise
 
 __all__ = ["ProxyContext", "make_context", "proxy_metrics", "proxy_scores", "score_and_report"]
 

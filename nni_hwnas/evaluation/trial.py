@@ -19,20 +19,12 @@ from nni_hwnas.metrics import is_finite_metrics
 from nni_hwnas.evaluation.reward import default_value
 from nni_hwnas.hardware.timing import measure_model_latency, torch_threads
 from nni_hwnas.evaluation.training import TrainSettings, TrainingDiverged, train_model
-
-
-def reinitialise(layer_specs: Sequence, seed: int) -> torch.nn.Module:
-    """Build the candidate's network afresh under ``seed``: NNI's freeze initialises weights from
-    an unseeded global RNG, and the same architecture must give the same score every time."""
-    from search_spaces.layers import build_network
-
-    torch.manual_seed(seed)
-    return build_network(layer_specs)
+from nni_hwnas.nni_compat.freeze import reinitialise
 
 
 def profile_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str, Any]) -> tuple[dict[str, float], Any]:
     """Costs predicted on ``hardware['profile']`` (its table and budgets), with ``within_budget``."""
-    from nni_hwnas.evaluation.cost_trial import cost_metrics, load_predictor
+    from nni_hwnas.hardware.costs import cost_metrics, load_predictor
     from nni_hwnas.hardware.profiles import load_profile
 
     device = load_profile(hardware["profile"]).with_budgets(hardware.get("budgets") or None)

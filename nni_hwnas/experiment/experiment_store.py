@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nni_hwnas.errors import UserError
 from nni_hwnas.experiment.nni_rest import TrialView, assemble_trials
+from nni_hwnas.nni_compat.rest import TERMINAL_STATUSES
 
 
 def default_working_directories() -> list[Path]:
@@ -57,7 +58,7 @@ def read_experiment(directory: Path) -> tuple[list[TrialView], dict]:
         if event == "RUNNING":
             job.setdefault("startTime", timestamp)
         job["status"] = event if event not in ("ADD_CUSTOMIZED", "ADD_HYPERPARAMETER") else job["status"]
-        if event in ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"):
+        if event in TERMINAL_STATUSES:
             job["endTime"] = timestamp
     metric_rows = [{"timestamp": t, "trialJobId": trial, "parameterId": pid, "type": kind, "sequence": seq, "data": data}
                    for t, trial, pid, kind, seq, data in metrics]

@@ -102,7 +102,8 @@ def prepare_hardware(config: RunConfig, definition: Any) -> tuple[Any, Any]:
         if config.hardware.budgets:
             raise UserError("config: `hardware.budgets` needs `hardware.profile` (e.g. host-cpu-1t or mcu-cortex-m7)")
         return None, None
-    from nni_hwnas.evaluation.cost_trial import check_budgets_reachable, load_predictor
+    from nni_hwnas.evaluation.cost_trial import check_budgets_reachable
+    from nni_hwnas.hardware.costs import load_predictor
     from nni_hwnas.hardware.profiles import load_profile
 
     device = load_profile(config.hardware.profile).with_budgets(config.hardware.budgets or None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Mapping
 
+from nni_hwnas.nni_compat.builtins import builtin_defaults
 from nni_hwnas.errors import UserError, unknown
 
 
@@ -58,10 +59,7 @@ def make_strategy(name: str, args: Mapping[str, Any] | None, seed: int, *, defin
             raise UserError(f"strategy {name!r} does not take argument {key!r}; it takes: {', '.join(accepted)}")
     if "seed" in accepted:
         kwargs.setdefault("seed", seed)
-    if name == "TPE":
-        # NNI's TPE strategy minimises by default (TpeTuner's optimize_mode), while NAS metrics
-        # (``default`` = accuracy) are to be maximised like every other NNI strategy does.
-        kwargs.setdefault("optimize_mode", "maximize")
+    kwargs = builtin_defaults(name, kwargs)  # TPE's minimise default (nni_hwnas/nni_compat/builtins.py)
     try:
         return factory(**kwargs)
     except (TypeError, ValueError, ImportError) as exc:

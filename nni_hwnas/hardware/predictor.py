@@ -18,9 +18,9 @@ that does not predict held-out models better is dropped), and fitted by least sq
 *relative* error, because accuracy is judged within ±10% and a ms-scale model would otherwise
 outweigh a 50 µs one.
 
-:class:`HwLatencyProfiler` exposes the predictor as an NNI ``Profiler`` so NNI's
-``RangeProfilerFilter``, ``Filter`` middleware and ``ProfilerPenalty`` use it unchanged; it is
-built on first access because importing ``nni.nas`` costs seconds.
+:class:`nni_hwnas.hardware.nni_profiler.HwLatencyProfiler` exposes the predictor as an NNI
+``Profiler`` so NNI's ``RangeProfilerFilter``, ``Filter`` middleware and ``ProfilerPenalty`` use it
+unchanged; it lives in its own module because importing ``nni.nas`` costs seconds.
 """
 
 from __future__ import annotations
@@ -294,64 +294,3 @@ class LatencyPredictor:
             raise UserError(f"latency table of profile {self.table.header.profile!r} lacks {len(missing)} layer(s) "
                             f"of space {self.context}, e.g. {missing[0].describe()}; measure them with: "
                             f"{self.hint_command}")
-
-
-def _definition_of(model_space: Any) -> SpaceDefinition:
-    if isinstance(model_space, SpaceDefinition):
-        return model_space
-    definition = getattr(model_space, "definition", None)
-    if not isinstance(definition, SpaceDefinition):
-        raise TypeError(f"{type(model_space).__name__} is not one of our model spaces (it has no .definition)")
-    return definition
-
-
-_PROFILER_CLASS: type | None = None
-
-
-def _profiler_class() -> type:
-    """Define :class:`HwLatencyProfiler` on first use: its base class lives in ``nni.nas`` (seconds to import)."""
-    global _PROFILER_CLASS
-    if _PROFILER_CLASS is not None:
-        return _PROFILER_CLASS
-    from nni.nas.profiler import Profiler
-
-    class HwLatencyProfiler(Profiler):
-        """NNI profiler answering a cost of a sample from our predictor and cost model, without a model.
-
-        Args:
-            model_space: one of our ``ModelSpace``s (or its :class:`SpaceDefinition`).
-            profile: a device profile name or YAML path (its table and precision are used).
-            table: a table file overriding the profile's, or a loaded :class:`LatencyTable`.
-            metric: ``latency_ms`` (default) or an analytic cost: ``params``, ``flops`` (MACs),
-                ``peak_mem_kb``, ``param_kb``.
-        """
-
-        def __init__(self, model_space: Any, profile: Any = "host-cpu-1t", table: Any = None,
-                     metric: str = "latency_ms") -> None:
-            super().__init__(model_space)
-            from nni_hwnas.evaluation.cost_trial import COST_METRICS, load_predictor
-            from nni_hwnas.errors import unknown
-            from nni_hwnas.hardware.profiles import DeviceProfile, load_profile
-
-            if metric not in COST_METRICS:
-                raise unknown("profiler metric", metric, COST_METRICS)
-            self.definition = _definition_of(model_space)
-            self.device = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
-            self.metric = metric
-            self.predictor = load_predictor(self.device, self.definition, table) if metric == "latency_ms" else None
-
-        def profile(self, sample: Mapping[str, Any]) -> float:
-            from nni_hwnas.evaluation.cost_trial import cost_metrics
-
-            if self.predictor is not None:
-                return self.predictor.predict(sample)
-            return float(cost_metrics(self.definition.describe(sample), None, self.device)[self.metric])
-
-    _PROFILER_CLASS = HwLatencyProfiler
-    return HwLatencyProfiler
-
-
-def __getattr__(name: str) -> Any:
-    if name == "HwLatencyProfiler":
-        return _profiler_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

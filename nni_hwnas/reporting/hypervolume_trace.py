@@ -13,7 +13,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from nni_hwnas.metrics import direction
+from nni_hwnas.metrics import direction, within_budget
 from nni_hwnas.reporting.pareto import hypervolume_history, normalize
 
 
@@ -59,7 +59,7 @@ def hypervolume_curve(rows: Sequence[Mapping], reference: HvReference) -> np.nda
         lower.append(lo)
         upper.append(hi)
     for row in rows:
-        if _usable(row, reference.score, reference.cost) and row.get("within_budget", 1) == 1:
+        if _usable(row, reference.score, reference.cost) and within_budget(row):
             points.append([-float(row[reference.score]) if direction(reference.score) else float(row[reference.score]),
                            -float(row[reference.cost]) if direction(reference.cost) else float(row[reference.cost])])
         else:

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from nni_hwnas.errors import UserError
+from nni_hwnas.metrics import within_budget
 from nni_hwnas.reporting.hypervolume_trace import HvReference, default_reference, hypervolume_curve
 from nni_hwnas.reporting.plots import plot_fronts, plot_hypervolume
 from nni_hwnas.reporting.results import completed, pareto_rows, trial_rows, write_json
@@ -66,7 +67,7 @@ def summarise(groups: Mapping[str, Sequence[Rows]], reference: HvReference,
         done = [r for rows in runs for r in completed(rows, (reference.score, reference.cost))]
         under = {}
         for budget in budgets:
-            inside = [r[reference.score] for r in done if r[reference.cost] <= budget and r.get("within_budget", 1) == 1]
+            inside = [r[reference.score] for r in done if r[reference.cost] <= budget and within_budget(r)]
             under[f"{reference.cost}<={budget:.4g}"] = max(inside) if inside else None
         summaries.append(GroupSummary(
             label=label, seeds=len(runs), trials=int(np.median([len(rows) for rows in runs])) if runs else 0,

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from nni_hwnas.reporting.hypervolume_trace import HvReference, default_reference, hypervolume_curve
-from nni_hwnas.metrics import CONTRACT_KEYS, to_losses
+from nni_hwnas.metrics import CONTRACT_KEYS, to_losses, within_budget
 from nni_hwnas.experiment.nni_rest import TrialView
 from nni_hwnas.reporting.pareto import pareto_front_indices
 from nni_hwnas.reporting.plots import plot_hypervolume, plot_pareto
@@ -45,7 +45,7 @@ def pareto_rows(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str] = D
                 only_within_budget: bool = True) -> list[Mapping[str, Any]]:
     """The non-dominated rows (over-budget ones excluded unless asked), cheapest first (last objective)."""
     candidates = [r for r in completed(rows, objectives)
-                  if not only_within_budget or r.get("within_budget", 1) == 1]
+                  if not only_within_budget or within_budget(r)]
     if not candidates:
         return []
     indices = pareto_front_indices(to_losses(candidates, objectives))

@@ -1,0 +1,70 @@
+"""Costs of one architecture on a device profile: predicted latency, analytic size and memory, budgets.
+
+The hardware side of every evaluator (training, proxy, cost-only) and of NNI's profiler adapter,
+kept in ``hardware`` so the predictor and the trials depend on it, never the other way round.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from search_spaces.definition import SpaceDefinition
+from search_spaces.layers import LayerSpec
+
+from nni_hwnas.errors import UserError
+from nni_hwnas.hardware.cost_model import estimate_cost
+from nni_hwnas.hardware.latency_table import LatencyTable
+from nni_hwnas.hardware.predictor import LatencyPredictor
+from nni_hwnas.hardware.profiles import BudgetCheck, DeviceProfile
+
+COST_METRICS = ("latency_ms", "params", "flops", "peak_mem_kb", "param_kb")
+
+_TABLES: dict[tuple[str, str], LatencyTable] = {}
+
+
+def load_table(profile: DeviceProfile, table: str | Path | LatencyTable | None = None,
+               warn_stale: bool = True) -> LatencyTable:
+    """The profile's table (or ``table``), read once per process; warns when measured elsewhere."""
+    if isinstance(table, LatencyTable):
+        return table
+    if not profile.measures_latency:
+        raise UserError(f"profile {profile.name!r} is budget-only: it has no latency table to load")
+    path = Path(table) if table is not None else profile.latency_table
+    cache_key = (profile.name, str(Path(path).resolve()))
+    if cache_key not in _TABLES:
+        loaded = LatencyTable.load(path, profile.name)
+        if warn_stale:
+            loaded.warn_if_stale(threads=profile.threads)
+        _TABLES[cache_key] = loaded
+    return _TABLES[cache_key]
+
+
+def load_predictor(profile: DeviceProfile, definition: SpaceDefinition,
+                   table: str | Path | LatencyTable | None = None) -> LatencyPredictor | None:
+    """The latency predictor for ``definition`` on ``profile``; ``None`` for a budget-only profile."""
+    if not profile.measures_latency:
+        return None
+    return LatencyPredictor(load_table(profile, table), definition)
+
+
+def cost_metrics(layer_specs: Sequence[LayerSpec], predictor: LatencyPredictor | None,
+                 profile: DeviceProfile) -> dict[str, float]:
+    """The metric-contract cost keys of one architecture on ``profile``, plus ``within_budget`` (0/1).
+
+    Memory is counted at the profile's precision (4 bytes for float32, 1 for int8) and batch 1.
+    ``latency_ms`` is present only when ``predictor`` is given.
+    """
+    cost = estimate_cost(layer_specs)
+    scale = profile.bytes_per_value / 4.0  # the cost model counts float32
+    metrics: dict[str, float] = {"params": cost.params, "flops": cost.flops,
+                                 "peak_mem_kb": cost.peak_mem_kb * scale, "param_kb": cost.param_kb * scale}
+    if predictor is not None:
+        metrics["latency_ms"] = predictor.predict_specs(layer_specs)
+    metrics["within_budget"] = int(budget_check(metrics, profile).within)
+    return metrics
+
+
+def budget_check(metrics: Mapping[str, float], profile: DeviceProfile) -> BudgetCheck:
+    """Which of the profile's budgets ``metrics`` violates, and by how much."""
+    return profile.budgets.check(metrics)
