@@ -64,6 +64,14 @@ def one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def refused(capsys, *args: str) -> str:
+    """Run the CLI in this process (a refusal comes before NNI starts): exit 2, one line, no traceback."""
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nni-hwnas: error:"), err
+    return err
+
+
 def wait_for(predicate, timeout_s: float, what: str, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -211,7 +219,7 @@ def _trial_ids(out: Path) -> list[str]:
     return [t["trial_id"] for t in json.loads((out / "trials.json").read_text())]
 
 
-def test_builtin_resume_with_changed_budget(tmp_path, nni_home):
+def test_builtin_resume_with_changed_budget(tmp_path, nni_home, capsys):
     """NNI's checkpoint of a built-in strategy (frozensets) is written and resumed; a changed budget
     is refused naming the key, a changed space in one line, and with --allow-changes the front uses
     the new settings' trials only."""
@@ -225,13 +233,12 @@ def test_builtin_resume_with_changed_budget(tmp_path, nni_home):
     before = _trial_ids(out)
 
     changed = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.05, trials=4), "changed.yaml")
-    refused = cli("search", "--config", str(changed), "--port", str(port), "--resume", exp_id, "--output", str(out),
-                  cwd=tmp_path)
-    one_line_error(refused, "hardware.budgets.latency_ms")
+    assert "hardware.budgets.latency_ms" in refused(capsys, "search", "--config", str(changed), "--port", str(port),
+                                                    "--resume", exp_id, "--output", str(out))
     space = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=4).replace(
         "conv_net_small}", "conv_net_small, choices: {depth: [1, 2]}}"), "space.yaml")
-    one_line_error(cli("search", "--config", str(space), "--port", str(port), "--resume", exp_id, "--output",
-                       str(out), cwd=tmp_path), "search space changed")
+    assert "search space changed" in refused(capsys, "search", "--config", str(space), "--port", str(port),
+                                             "--resume", exp_id, "--output", str(out))
     assert _trial_ids(out) == before  # refusals lose nothing
 
     resumed = cli("search", "--config", str(changed), "--port", str(port), "--resume", exp_id, "--output", str(out),
@@ -278,7 +285,7 @@ def test_two_searches_on_one_port_second_refused_first_untouched(tmp_path, nni_h
 
 # ------------------------------------------------------------------ kill -9 of the CLI, Ctrl-C
 
-def test_killed_cli_leaves_a_manager_that_is_found_and_stopped(tmp_path, nni_home):
+def test_killed_cli_leaves_a_manager_that_is_found_and_stopped(tmp_path, nni_home, capsys):
     config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=1))
     port, out = free_port(), tmp_path / "out"
     proc = start_search(tmp_path, config, port, "--output", str(out), "--keep-ui")
@@ -291,12 +298,10 @@ def test_killed_cli_leaves_a_manager_that_is_found_and_stopped(tmp_path, nni_hom
         proc.wait(timeout=30)
         assert port_answers(port)  # NNI's manager outlived its driver
 
-        resumed = cli("search", "--config", str(config), "--port", str(port), "--resume", exp_id, cwd=tmp_path)
-        one_line_error(resumed, f"`nni-hwnas stop {exp_id}`")
-        assert f"pid {proc.pid}" in resumed.stderr
-        other = cli("search", "--config", str(config), "--port", str(port), "--output", str(tmp_path / "o2"),
-                    cwd=tmp_path)
-        one_line_error(other, f"port {port} is already in use by experiment {exp_id}'s NNI manager")
+        resumed = refused(capsys, "search", "--config", str(config), "--port", str(port), "--resume", exp_id)
+        assert f"`nni-hwnas stop {exp_id}`" in resumed and f"pid {proc.pid}" in resumed
+        other = refused(capsys, "search", "--config", str(config), "--port", str(port), "--output", str(tmp_path / "o2"))
+        assert f"port {port} is already in use by experiment {exp_id}'s NNI manager" in other
 
         stopped = cli("stop", exp_id, "--experiment-dir", str(tmp_path / "exps"), cwd=tmp_path, timeout=120)
         assert stopped.returncode == 0 and f"stopped experiment {exp_id}" in stopped.stdout, stopped.stderr
