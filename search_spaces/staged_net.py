@@ -68,6 +68,8 @@ class StagedNetDefinition(SpaceDefinition):
         "attention": list(ATTENTION_NAMES),
         "dropout": [0.0],
     }
+    # What ``hw_evolution``'s ``progressive`` search widens through when no stages are given.
+    progressive_stages = PROGRESSIVE_STAGES
 
     def labels(self) -> dict[str, tuple]:
         labels: dict[str, tuple] = {key: self.choices[key] for key in ("stages", "blocks", "stem_filters",

@@ -63,6 +63,9 @@ class HwEvolutionStrategy(Strategy):
         score_metric, cost_metric, penalty, penalty_weight, novelty_k, diversity_k: see
             :class:`~strategies.objectives.ObjectiveConfig`.
         budget: Cost budget in ``cost_metric`` units (the profile's budget), or None.
+        progressive: ``off``, or ``{after_trials: [...], patience: K, stages: [[...], ...]}``
+            (:class:`~strategies.progressive.ProgressiveSchedule`); without ``stages`` the
+            space's own (``staged_net``: stage 1 ops, + depthwise/dilated, + attention).
         definition: The space's :class:`~search_spaces.definition.SpaceDefinition`. Found by
             itself for our ``HwModelSpace`` spaces; needed only for other spaces that have one.
         identity: sample -> architecture id; default ``definition.arch_id`` (ignores unused
@@ -77,7 +80,8 @@ class HwEvolutionStrategy(Strategy):
                  objectives: Sequence[str] = ("score", "cost"), score_metric: str = "default",
                  cost_metric: str = "latency_ms", budget: float | None = None, penalty: str = "linear",
                  penalty_weight: float = 1.0, novelty_k: int = 5, diversity_k: int = 2,
-                 screen_slack: float = 0.1, seed: int | None = None, definition: Any = None,
+                 screen_slack: float = 0.1, seed: int | None = None, progressive: Any = "off",
+                 definition: Any = None,
                  identity: Callable[[Mapping[str, Any]], str] | None = None,
                  screen: Callable[[Mapping[str, Any]], float | None] | None = None,
                  poll_interval_s: float = 1.0) -> None:
@@ -87,7 +91,7 @@ class HwEvolutionStrategy(Strategy):
             mutation_prob=mutation_prob, crossover_prob=crossover_prob, objectives=objectives,
             score_metric=score_metric, cost_metric=cost_metric, budget=budget, penalty=penalty,
             penalty_weight=penalty_weight, novelty_k=novelty_k, diversity_k=diversity_k,
-            screen_slack=screen_slack, seed=seed)
+            screen_slack=screen_slack, seed=seed, progressive=progressive)
         self.definition = definition
         self.screen = screen
         self.poll_interval_s = float(poll_interval_s)
@@ -151,8 +155,16 @@ class HwEvolutionStrategy(Strategy):
             labels = {label: tuple(mine[label]) for label in labels}
             identity = identity or definition.arch_id
             canonical = definition.canonical
+        settings = dict(self.settings)
+        schedule = settings["progressive"]
+        if schedule is not None and schedule.stages is None:
+            stages = getattr(definition, "progressive_stages", None)
+            if stages is None:
+                raise UserError("hw_evolution: `progressive` needs `stages` (the values each stage adds): "
+                                f"space {getattr(definition, 'name', '?')!r} defines none")
+            settings["progressive"] = schedule.with_stages(stages)
         self._core = HwEvolution(labels, objectives=self.objective_config, identity=identity, canonical=canonical,
-                                 screen=self.screen, **self.settings)
+                                 screen=self.screen, **settings)
         if self._pending_state is not None:
             self._core.load_state_dict(self._pending_state)
             self._pending_state = None
