@@ -298,11 +298,14 @@ class HwEvolution:
         return cid in self._history_index or cid in self._pending
 
     def front_objectives(self) -> list[str]:
-        """Metrics the reported Pareto front is over: the score and, when reported, the cost."""
+        """Metrics the reported Pareto front is over: the score and, when reported, the cost (and
+        the second cost when it is an objective: a 3-D front)."""
         names = [self.objectives.score_metric]
         ok = [r for r in self._history if r["status"] == "succeeded"]
-        if ok and all(self.objectives.cost_metric in r["metrics"] for r in ok):
-            names.append(self.objectives.cost_metric)
+        for metric in (self.objectives.cost_metric, self.objectives.second_cost_metric):
+            if metric == self.objectives.cost_metric or "second_cost" in self.objectives.use:
+                if ok and all(metric in r["metrics"] for r in ok):
+                    names.append(metric)
         return names
 
     def pareto_front(self, within_budget: bool = True) -> list[dict[str, Any]]:
@@ -319,7 +322,7 @@ class HwEvolution:
             return []
         idx = pareto_front_indices(to_losses([r["metrics"] for r in records], names))
         front = [_copy_record(records[i]) for i in idx]
-        key = names[-1]  # the cost when reported, else the score (best first)
+        key = names[1] if len(names) > 1 else names[0]  # the cost when reported, else the score (best first)
         return sorted(front, key=lambda r: r["metrics"][key] if len(names) > 1 else -r["metrics"][key])
 
     # ------------------------------------------------------------------ checkpoints
@@ -530,7 +533,8 @@ def adapter_settings(*, population_size: int, sample_size: int, initial_random: 
                      crossover_prob: float, objectives: Sequence[str] | str, score_metric: str, cost_metric: str,
                      budget: float | None, penalty: str, penalty_weight: float, novelty_k: int, diversity_k: int,
                      screen_slack: float, seed: int | None,
-                     progressive: Mapping[str, Any] | str | None = None) -> tuple[ObjectiveConfig, dict[str, Any]]:
+                     progressive: Mapping[str, Any] | str | None = None,
+                     second_cost_metric: str = "params") -> tuple[ObjectiveConfig, dict[str, Any]]:
     """Split the NNI adapters' flat arguments into objectives and search settings, checked now.
 
     Both adapters (NAS ``Strategy`` and nnictl ``Tuner``) take the same plain arguments from a
@@ -540,7 +544,8 @@ def adapter_settings(*, population_size: int, sample_size: int, initial_random: 
         objectives = (objectives,)
     objective_config = ObjectiveConfig(
         use=tuple(objectives), score_metric=score_metric, cost_metric=cost_metric, novelty_k=novelty_k,
-        diversity_k=diversity_k, penalty=penalty, penalty_weight=penalty_weight)
+        diversity_k=diversity_k, penalty=penalty, penalty_weight=penalty_weight,
+        second_cost_metric=second_cost_metric)
     settings: dict[str, Any] = {
         "population_size": population_size, "sample_size": sample_size, "initial_random": initial_random,
         "mutation_prob": mutation_prob, "crossover_prob": crossover_prob, "budget": budget,

@@ -60,7 +60,8 @@ class HwEvolutionStrategy(Strategy):
 
     Args:
         objectives: Objectives in use: ``score``, ``cost``, ``novelty``, ``cost_diversity``.
-        score_metric, cost_metric, penalty, penalty_weight, novelty_k, diversity_k: see
+        score_metric, cost_metric, penalty, penalty_weight, novelty_k, diversity_k,
+            second_cost_metric (the ``second_cost`` objective's metric, default ``params``): see
             :class:`~strategies.objectives.ObjectiveConfig`.
         budget: Cost budget in ``cost_metric`` units (the profile's budget), or None.
         progressive: ``off``, or ``{after_trials: [...], patience: K, stages: [[...], ...]}``
@@ -81,6 +82,7 @@ class HwEvolutionStrategy(Strategy):
                  cost_metric: str = "latency_ms", budget: float | None = None, penalty: str = "linear",
                  penalty_weight: float = 1.0, novelty_k: int = 5, diversity_k: int = 2,
                  screen_slack: float = 0.1, seed: int | None = None, progressive: Any = "off",
+                 second_cost_metric: str = "params",
                  definition: Any = None,
                  identity: Callable[[Mapping[str, Any]], str] | None = None,
                  screen: Callable[[Mapping[str, Any]], float | None] | None = None,
@@ -91,7 +93,7 @@ class HwEvolutionStrategy(Strategy):
             mutation_prob=mutation_prob, crossover_prob=crossover_prob, objectives=objectives,
             score_metric=score_metric, cost_metric=cost_metric, budget=budget, penalty=penalty,
             penalty_weight=penalty_weight, novelty_k=novelty_k, diversity_k=diversity_k,
-            screen_slack=screen_slack, seed=seed, progressive=progressive)
+            screen_slack=screen_slack, seed=seed, progressive=progressive, second_cost_metric=second_cost_metric)
         self.definition = definition
         self.screen = screen
         self.poll_interval_s = float(poll_interval_s)
