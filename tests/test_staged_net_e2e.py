@@ -23,7 +23,7 @@ TABLE = REPO / "hw_profiles" / "tables" / "host-cpu-1t-staged_net.json"
 
 def test_every_op_and_attention_is_in_a_freshly_profiled_table(tmp_path):
     space, choices = load_preset("staged_net_s3")
-    definition = make_definition(space, choices, (1, 8, 8), 10)
+    definition = make_definition(space, {**choices, "width": [1.0]}, (1, 8, 8), 10)  # every op, fewer widths
     profile = load_profile("host-cpu-1t")
     quick = TimingSettings(warmup_runs=1, n_repeats=3, min_repeats=2, max_seconds=0.002, noisy_retries=0, n_inputs=2)
     table = open_table(profile, tmp_path / "fresh.json", quick, fresh=True)
