@@ -162,3 +162,23 @@ def test_staged_net_nni_model_space_freezes_to_the_same_network():
     frozen = model_space.freeze(sample)
     assert sum(p.numel() for p in frozen.parameters()) == parameter_count(definition.describe(sample))
     assert frozen(torch.randn(2, 1, 8, 8)).shape == (2, 4)
+
+
+def test_staged_net_layer_choice_form_has_the_same_labels_and_networks():
+    from search_spaces.staged_net_mutable import StagedNetMutableSpace
+
+    space, choices = load_preset("staged_net_s3")
+    choices = {**choices, "width": [1.0]}
+    mutable = StagedNetMutableSpace(choices, (1, 28, 28), 3)
+    definition = mutable.definition
+    simplified = mutable.simplify()
+    assert set(simplified) == set(definition.mutable_labels())
+    assert all(list(simplified[label].values) == list(values) for label, values in definition.mutable_labels().items())
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        sample = definition.random_sample(rng)
+        frozen = mutable.freeze(sample)
+        assert sum(p.numel() for p in frozen.parameters()) == parameter_count(definition.describe(sample))
+        assert frozen(torch.randn(2, 1, 28, 28)).shape == (2, 3)
+    with pytest.raises(UserError, match="needs one value for width"):
+        StagedNetMutableSpace(load_preset("staged_net_s3")[1], (1, 8, 8), 3)
