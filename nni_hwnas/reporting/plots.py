@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
@@ -116,11 +116,7 @@ def plot_pareto_matrix(rows: Sequence[Mapping], front: Sequence[Mapping], path: 
             ax.grid(alpha=0.3)
     fig.suptitle((title + ": " if title else "") + f"{len(rows)} trials, Pareto front ({len(front)}) in red",
                  fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_parallel_coordinates(rows: Sequence[Mapping], front: Sequence[Mapping], path: Path, *,
@@ -144,6 +140,10 @@ def plot_parallel_coordinates(rows: Sequence[Mapping], front: Sequence[Mapping],
     ax.set_ylabel("scaled to each axis' range")
     ax.set_title((title + ": " if title else "") + f"Pareto front ({len(front)}) in red", fontsize=9)
     ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
