@@ -36,10 +36,13 @@ class ChoiceRule:
     low: float | None = None
     high: float | None = None
     odd: bool = False
+    allowed: tuple[str, ...] = ()  # for ``kind=str``: the names a value may be
 
     def describe(self) -> str:
         if self.kind is bool:
             return "true/false"
+        if self.kind is str:
+            return "one of " + ", ".join(self.allowed)
         text = f"{self.kind.__name__}s in [{self.low}, {self.high}]" if self.high is not None else \
             f"{self.kind.__name__}s >= {self.low}"
         return text + (", odd" if self.odd else "")
@@ -51,6 +54,10 @@ class ChoiceRule:
             if not isinstance(value, bool):
                 raise bad
             return value
+        if self.kind is str:
+            if value not in self.allowed:
+                raise bad
+            return str(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         if self.kind is int:

@@ -3,7 +3,8 @@
 One description drives everything that must agree: the torch modules that train, the analytic
 cost model (params, MACs, activation memory), and the latency lookup table, whose rows are keyed
 by the same fields at the granularity the runtime executes (conv+BN+ReLU+pool fused per layer).
-A new operator is a new ``op`` value plus one branch in :func:`build_layer`, not a new code path.
+What each ``op`` means lives in one registry entry (:mod:`search_spaces.ops`): a new operator is a
+new entry, not a new branch here.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
+import torch
 from torch import nn
 
-OPS = ("conv", "linear")
+from .ops import NO_ATTENTION, OPERATORS, attention, operator
+
+OPS = tuple(OPERATORS)
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,9 @@ class LayerSpec:
 
     ``conv``: Conv2d(kernel, stride, same padding) -> optional BatchNorm -> optional ReLU -> optional
     2x2 max-pool. ``linear``: optional flatten -> optional dropout (training only) -> Linear ->
-    optional ReLU.
+    optional ReLU. Other ops: see :data:`search_spaces.ops.OPERATORS`. A spatial block may add
+    ``attention`` (``se``, ``cbam``, ``eca``) on its output and a ``residual`` connection
+    (``x + attention(op(x))``, same shape in and out), both before the optional pool.
     """
 
     op: str
@@ -36,11 +42,13 @@ class LayerSpec:
     pool: bool = False
     flatten: bool = False
     dropout: float = 0.0
+    attention: str = NO_ATTENTION
+    residual: bool = False
 
     @property
     def out_hw(self) -> int:
         """Output height/width: same padding keeps ``ceil(in/stride)``; pooling halves (floor)."""
-        if self.op != "conv":
+        if not operator(self.op).spatial:
             return 1
         hw = -(-self.in_hw // self.stride)
         return hw // 2 if self.pool else hw
@@ -49,30 +57,37 @@ class LayerSpec:
         return asdict(self)
 
 
+class Residual(nn.Module):
+    """``x + body(x)``: the skip path of a residual block (shapes must match)."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
 def build_layer(spec: LayerSpec) -> nn.Module:
-    """Build the torch modules one :class:`LayerSpec` describes."""
-    modules: list[nn.Module] = []
-    if spec.op == "conv":
-        modules.append(
-            nn.Conv2d(spec.in_ch, spec.out_ch, spec.kernel, stride=spec.stride,
-                      padding=spec.kernel // 2, bias=not spec.batch_norm)
-        )
-        if spec.batch_norm:
-            modules.append(nn.BatchNorm2d(spec.out_ch))
-        if spec.relu:
-            modules.append(nn.ReLU(inplace=True))
-        if spec.pool:
-            modules.append(nn.MaxPool2d(2))
-    elif spec.op == "linear":
-        if spec.flatten:
-            modules.append(nn.Flatten())
-        if spec.dropout > 0:
-            modules.append(nn.Dropout(spec.dropout))
-        modules.append(nn.Linear(spec.in_ch, spec.out_ch))
-        if spec.relu:
-            modules.append(nn.ReLU(inplace=True))
-    else:
-        raise ValueError(f"unknown layer op {spec.op!r}; known: {', '.join(OPS)}")
+    """Build the torch modules one :class:`LayerSpec` describes.
+
+    Plain blocks are one flat ``nn.Sequential`` (the module names of ``conv_net`` checkpoints);
+    a residual block wraps op and attention in :class:`Residual`.
+    """
+    entry = operator(spec.op)
+    modules = entry.build(spec)
+    extra = attention(spec.attention)
+    if extra is not None or spec.residual:
+        if not entry.spatial:
+            raise ValueError(f"op {spec.op!r} has no feature map: attention and residual need a spatial op")
+        if extra is not None:
+            modules.append(extra.build(spec.out_ch))
+    if spec.residual:
+        if spec.in_ch != spec.out_ch or spec.stride != 1:
+            raise ValueError(f"residual block needs in_ch == out_ch and stride 1, got {spec}")
+        modules = [Residual(nn.Sequential(*modules))]
+    if spec.pool:
+        modules.append(nn.MaxPool2d(2))
     return nn.Sequential(*modules)
 
 
@@ -90,13 +105,12 @@ def should_pool(in_hw: int) -> bool:
     return in_hw >= 2
 
 
+def layer_params(spec: LayerSpec) -> int:
+    """Trainable parameters of one block: its op plus its attention."""
+    extra = attention(spec.attention)
+    return operator(spec.op).params(spec) + (extra.params(spec.out_ch) if extra else 0)
+
+
 def parameter_count(specs: Sequence[LayerSpec]) -> int:
     """Trainable parameters, computed from the description alone (BN counts weight and bias)."""
-    total = 0
-    for spec in specs:
-        if spec.op == "conv":
-            total += spec.kernel * spec.kernel * spec.in_ch * spec.out_ch
-            total += 2 * spec.out_ch if spec.batch_norm else spec.out_ch
-        elif spec.op == "linear":
-            total += spec.in_ch * spec.out_ch + spec.out_ch
-    return total
+    return sum(layer_params(spec) for spec in specs)

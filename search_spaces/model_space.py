@@ -19,6 +19,7 @@ from nni.nas.space import model_context
 from .conv_net import ConvNetDefinition
 from .definition import SpaceDefinition
 from .medmnist_cnn import MedmnistCnnDefinition
+from .staged_net import StagedNetDefinition
 from .layers import build_network
 
 
@@ -60,3 +61,9 @@ class MedmnistCnnSpace(HwModelSpace):
     """``medmnist_cnn`` as an NNI model space (see :mod:`search_spaces.medmnist_cnn`)."""
 
     definition_cls = MedmnistCnnDefinition
+
+
+class StagedNetSpace(HwModelSpace):
+    """``staged_net`` as an NNI model space (see :mod:`search_spaces.staged_net`)."""
+
+    definition_cls = StagedNetDefinition

@@ -18,6 +18,8 @@ objectives)::
   is proposed again; a duplicate child is mutated again until it is new.
 - Cheap screening: with a cost predictor and a budget, a child predicted far over budget is
   rejected before it costs a trial.
+- Progressive search (optional, :mod:`strategies.progressive`): proposals start on the first
+  stage's values and widen stage by stage on a trial count or when the front stops changing.
 
 No NNI import: :mod:`strategies.nni_strategy` adapts this object to NNI's ``Strategy``.
 """
@@ -39,6 +41,7 @@ from nni_hwnas.reporting.pareto import pareto_front_indices
 
 from .objectives import LabelEncoder, ObjectiveConfig, loss_matrix
 from .operators import mutate, random_sample, uniform_crossover
+from .progressive import ProgressiveSchedule
 from .selection import rank_and_crowding, tournament
 
 __all__ = ["HwEvolution", "SpaceExhausted", "STATE_FORMAT"]
@@ -105,6 +108,9 @@ class HwEvolution:
             weighs them) and rejects the ones far over.
         max_attempts: Children tried per proposal before falling back to random sampling, and
             random draws tried before declaring the space exhausted.
+        progressive: ``"off"``/None (search every value from the start), or a
+            :class:`~strategies.progressive.ProgressiveSchedule` or its mapping (``stages``,
+            ``after_trials``, ``patience``) with ``stages`` given.
     """
 
     def __init__(self, labels: Mapping[str, Sequence[Any]], *, population_size: int = 20,
@@ -114,7 +120,8 @@ class HwEvolution:
                  seed: int | None = None, identity: Callable[[Mapping[str, Any]], str] | None = None,
                  canonical: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
                  screen: Callable[[Mapping[str, Any]], float | None] | None = None,
-                 budget: float | None = None, screen_slack: float = 0.1, max_attempts: int = 200) -> None:
+                 budget: float | None = None, screen_slack: float = 0.1, max_attempts: int = 200,
+                 progressive: ProgressiveSchedule | Mapping[str, Any] | str | None = None) -> None:
         self.labels: dict[str, tuple] = _check_labels(labels)
         n_mutable = sum(len(v) > 1 for v in self.labels.values())
         _check_int("population_size", population_size, 2)
@@ -140,6 +147,9 @@ class HwEvolution:
         self.budget = None if budget is None else float(budget)
         self.screen_slack = float(screen_slack)
         self.max_attempts = int(max_attempts)
+        self.progressive = ProgressiveSchedule.create(progressive)
+        if self.progressive is not None and self.progressive.stages is None:
+            raise UserError("`progressive` needs `stages` (the values each stage adds) for a space that has none")
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._identity = identity or default_identity(self.labels)
@@ -155,8 +165,27 @@ class HwEvolution:
         self._proposals: dict[str, dict[str, Any]] = {}  # id -> how it was proposed (origin, predicted cost)
         self._screened: dict[str, float] = {}  # id -> predicted cost of a child rejected by screening
         self._n_asked = 0
+        self._stage = 0  # progressive: the current stage
+        self._since_front_change = 0  # told trials since the front last changed (at this stage)
+        self._widenings: list[dict[str, int]] = []  # when each widening happened
 
     # ------------------------------------------------------------------ public API
+
+    @property
+    def stage(self) -> int:
+        """The progressive stage proposals come from (0 without a schedule)."""
+        return self._stage
+
+    @property
+    def widenings(self) -> list[dict[str, int]]:
+        """Each widening: ``{"stage": new stage, "after_trials": trials told by then}``."""
+        return [dict(w) for w in self._widenings]
+
+    def search_labels(self) -> dict[str, tuple]:
+        """The values proposals may use now: every label's, or the current stage's."""
+        if self.progressive is None:
+            return self.labels
+        return self.progressive.restrict(self.labels, self._stage)
 
     def identity(self, sample: Mapping[str, Any]) -> str:
         """The architecture id of ``sample`` (what the fitness cache and dedup use)."""
@@ -169,7 +198,15 @@ class HwEvolution:
             SpaceExhausted: When no new architecture can be found.
         """
         evolving = len(self._history) + len(self._pending) >= self.initial_random and len(self._population) >= 2
-        sample, origin, predicted = self._propose(evolving)
+        while True:
+            try:
+                sample, origin, predicted = self._propose(evolving)
+                break
+            except SpaceExhausted:
+                # A used-up stage widens early instead of ending the search.
+                if self.progressive is None or self._stage >= self.progressive.n_stages - 1:
+                    raise
+                self._widen("its values are used up")
         cid = self.identity(sample)
         self._pending[cid] = sample
         self._proposals[cid] = {"origin": origin, "predicted_cost": predicted}
@@ -208,7 +245,23 @@ class HwEvolution:
             self._population.append(len(self._history) - 1)  # deque(maxlen): the oldest dies
         else:
             _log.info("hw_evolution: %s failed (%s); it will not be proposed again", cid, reason)
+        if self.progressive is not None:
+            self._advance_stage(cid)
         return True
+
+    def _advance_stage(self, cid: str) -> None:
+        """Count the trial against the schedule and widen the searched values when it says so."""
+        front_ids = {r["id"] for r in self.pareto_front(within_budget=False)}
+        self._since_front_change = 0 if cid in front_ids else self._since_front_change + 1
+        if self.progressive.should_widen(self._stage, len(self._history), self._since_front_change):
+            self._widen("on schedule")
+
+    def _widen(self, why: str) -> None:
+        self._stage += 1
+        self._since_front_change = 0
+        self._widenings.append({"stage": self._stage, "after_trials": len(self._history)})
+        _log.info("hw_evolution: progressive search widens to stage %d after %d trials (%s)",
+                  self._stage + 1, len(self._history), why)
 
     def mark_pending(self, sample: Mapping[str, Any]) -> None:
         """Note an architecture running elsewhere (e.g. a trial NNI re-runs on resume)."""
@@ -245,11 +298,14 @@ class HwEvolution:
         return cid in self._history_index or cid in self._pending
 
     def front_objectives(self) -> list[str]:
-        """Metrics the reported Pareto front is over: the score and, when reported, the cost."""
+        """Metrics the reported Pareto front is over: the score and, when reported, the cost (and
+        the second cost when it is an objective: a 3-D front)."""
         names = [self.objectives.score_metric]
         ok = [r for r in self._history if r["status"] == "succeeded"]
-        if ok and all(self.objectives.cost_metric in r["metrics"] for r in ok):
-            names.append(self.objectives.cost_metric)
+        for metric in (self.objectives.cost_metric, self.objectives.second_cost_metric):
+            if metric == self.objectives.cost_metric or "second_cost" in self.objectives.use:
+                if ok and all(metric in r["metrics"] for r in ok):
+                    names.append(metric)
         return names
 
     def pareto_front(self, within_budget: bool = True) -> list[dict[str, Any]]:
@@ -267,7 +323,7 @@ class HwEvolution:
             return []
         idx = pareto_front_indices(to_losses([r["metrics"] for r in records], names))
         front = [_copy_record(records[i]) for i in idx]
-        key = names[-1]  # the cost when reported, else the score (best first)
+        key = names[1] if len(names) > 1 else names[0]  # the cost when reported, else the score (best first)
         return sorted(front, key=lambda r: r["metrics"][key] if len(names) > 1 else -r["metrics"][key])
 
     # ------------------------------------------------------------------ checkpoints
@@ -287,6 +343,8 @@ class HwEvolution:
             "pending": [[cid, dict(s), dict(self._proposals.get(cid, {}))] for cid, s in self._pending.items()],
             "screened": dict(self._screened),
             "n_asked": self._n_asked,
+            "progressive": {"stage": self._stage, "since_front_change": self._since_front_change,
+                            "widenings": self.widenings},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -311,6 +369,10 @@ class HwEvolution:
         self._proposals = {entry[0]: dict(entry[2]) for entry in state["pending"] if len(entry) > 2 and entry[2]}
         self._screened = {str(k): float(v) for k, v in state.get("screened", {}).items()}
         self._n_asked = int(state.get("n_asked", len(self._history) + len(self._pending)))
+        progress = state.get("progressive") or {}
+        self._stage = int(progress.get("stage", 0))
+        self._since_front_change = int(progress.get("since_front_change", 0))
+        self._widenings = [dict(w) for w in progress.get("widenings", [])]
         self._codes.clear()
 
     # ------------------------------------------------------------------ proposing
@@ -318,20 +380,21 @@ class HwEvolution:
     def _propose(self, evolving: bool) -> tuple[Sample, str, float | None]:
         """A new child (evolved or random) that passes screening; see :meth:`ask`."""
         fallback: tuple[float, Sample] | None = None
+        labels = self.search_labels()
         if evolving:
             selector = self._selector()
             child: Sample = {}
             for attempt in range(self.max_attempts):
                 # Every 10th attempt starts from fresh parents; the others mutate the duplicate
                 # or screened-out child again ("a duplicate child is re-mutated").
-                child = self._breed(selector) if attempt % 10 == 0 else mutate(child, self.labels, self.rng, self.mutation_prob)
+                child = self._breed(selector) if attempt % 10 == 0 else mutate(child, labels, self.rng, self.mutation_prob)
                 verdict, predicted = self._judge(child)
                 if verdict == "new":
                     return child, "evolved", predicted
                 if verdict == "screened" and (fallback is None or predicted < fallback[0]):
                     fallback = (predicted, child)
         for _ in range(self.max_attempts):
-            child = random_sample(self.labels, self.rng)
+            child = random_sample(labels, self.rng)
             verdict, predicted = self._judge(child)
             if verdict == "new":
                 return child, "random", predicted
@@ -385,13 +448,14 @@ class HwEvolution:
 
     def _breed(self, selector: tuple[list[int], np.ndarray, np.ndarray]) -> Sample:
         members, ranks, crowding = selector
+        labels = self.search_labels()
         first = tournament(ranks, crowding, self.rng, self.sample_size)
         parent = self._full(self._history[members[first]]["sample"])
         if self.rng.random() < self.crossover_prob:
             second = tournament(ranks, crowding, self.rng, self.sample_size, exclude=first)
             parent = uniform_crossover(parent, self._full(self._history[members[second]]["sample"]),
-                                       self.labels, self.rng)
-        return mutate(parent, self.labels, self.rng, self.mutation_prob)
+                                       labels, self.rng)
+        return mutate(parent, labels, self.rng, self.mutation_prob)
 
     def _full(self, sample: Mapping[str, Any]) -> Sample:
         """Every searched label (a sample told from elsewhere may lack unused ones: first value)."""

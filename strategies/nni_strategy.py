@@ -54,16 +54,20 @@ class _Running:
 class HwEvolutionStrategy(Strategy):
     """Multi-objective regularized evolution for NNI NAS experiments (``strategy: hw_evolution``).
 
-    Every argument but the last three is plain data, so a config YAML can give them
-    (``strategy: {name: hw_evolution, args: {population_size: 16, budget: 5.0}}``). See
+    The search settings are one :class:`~strategies.settings.HwEvolutionSettings`, plain data a
+    config YAML gives (``strategy: {name: hw_evolution, args: {population_size: 16, budget: 5.0}}``). See
     :class:`~strategies.hw_evolution.HwEvolution` for the search settings and why their defaults
     suit 50-100 trials, and :class:`~strategies.objectives.ObjectiveConfig` for the objectives.
 
-    Args:
+    Args (the settings' fields, then the adapter's own):
         objectives: Objectives in use: ``score``, ``cost``, ``novelty``, ``cost_diversity``.
-        score_metric, cost_metric, penalty, penalty_weight, novelty_k, diversity_k: see
+        score_metric, cost_metric, penalty, penalty_weight, novelty_k, diversity_k,
+            second_cost_metric (the ``second_cost`` objective's metric, default ``params``): see
             :class:`~strategies.objectives.ObjectiveConfig`.
         budget: Cost budget in ``cost_metric`` units (the profile's budget), or None.
+        progressive: ``off``, or ``{after_trials: [...], patience: K, stages: [[...], ...]}``
+            (:class:`~strategies.progressive.ProgressiveSchedule`); without ``stages`` the
+            space's own (``staged_net``: stage 1 ops, + depthwise/dilated, + attention).
         definition: The space's :class:`~search_spaces.definition.SpaceDefinition`. Found by
             itself for our ``HwModelSpace`` spaces; needed only for other spaces that have one.
         identity: sample -> architecture id; default ``definition.arch_id`` (ignores unused
@@ -143,8 +147,16 @@ class HwEvolutionStrategy(Strategy):
             labels = {label: tuple(mine[label]) for label in labels}
             identity = identity or definition.arch_id
             canonical = definition.canonical
+        settings = dict(self.settings)
+        schedule = settings["progressive"]
+        if schedule is not None and schedule.stages is None:
+            stages = getattr(definition, "progressive_stages", None)
+            if stages is None:
+                raise UserError("hw_evolution: `progressive` needs `stages` (the values each stage adds): "
+                                f"space {getattr(definition, 'name', '?')!r} defines none")
+            settings["progressive"] = schedule.with_stages(stages)
         self._core = HwEvolution(labels, objectives=self.objective_config, identity=identity, canonical=canonical,
-                                 screen=self.screen, **self.settings)
+                                 screen=self.screen, **settings)
         if self._pending_state is not None:
             self._core.load_state_dict(self._pending_state)
             self._pending_state = None

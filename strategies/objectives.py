@@ -8,7 +8,9 @@ Four objectives, each switchable (``ObjectiveConfig.use``):
 - ``novelty`` up: mean distance to the k nearest architectures seen so far (NEvoNAS,
   https://arxiv.org/abs/2106.08972), which keeps the search out of one corner of the space;
 - ``cost_diversity`` up: how far a member's cost lies from the costs of its nearest population
-  neighbours (MO-HDNAS), so one run spreads over the whole cost range instead of one run per budget.
+  neighbours (MO-HDNAS), so one run spreads over the whole cost range instead of one run per budget;
+- ``second_cost`` down: a second hardware cost (``params`` by default), for EfficientNAS's three
+  objectives at once (accuracy, latency and size).
 
 A budget penalty growing with the distance above the cost budget (HW-EvRSNAS) is added to the
 score loss. Novelty and cost diversity are *relative*: they are recomputed from the current
@@ -34,7 +36,7 @@ __all__ = [
     "cost_diversity", "budget_penalty", "loss_matrix",
 ]
 
-OBJECTIVES = ("score", "cost", "novelty", "cost_diversity")
+OBJECTIVES = ("score", "cost", "novelty", "cost_diversity", "second_cost")
 PENALTIES = ("linear", "quadratic", "none")
 _TINY_COST = 1e-12  # costs are positive; guards log(0) for a cost model that rounds to zero
 
@@ -62,6 +64,8 @@ class ObjectiveConfig:
             excess), ``quadratic`` (forgiving just above the budget), or ``none``.
         penalty_weight: Score units lost per 100% over budget (1.0 with accuracy in [0, 1]: 10%
             over budget costs 0.1 accuracy).
+        second_cost_metric: The lower-is-better metric of the ``second_cost`` objective (no
+            budget or penalty: the budget belongs to ``cost_metric``).
     """
 
     use: tuple[str, ...] = ("score", "cost")
@@ -71,6 +75,7 @@ class ObjectiveConfig:
     diversity_k: int = 2
     penalty: str = "linear"
     penalty_weight: float = 1.0
+    second_cost_metric: str = "params"
 
     def __post_init__(self) -> None:
         use = tuple(self.use)
@@ -90,6 +95,10 @@ class ObjectiveConfig:
             raise UserError(f"objectives: `cost_metric` must be a lower-is-better metric "
                             f"({', '.join(n for n, s in METRICS.items() if not s.higher_is_better)}); "
                             f"got {self.cost_metric!r}{closest(self.cost_metric, METRICS)}")
+        if self.second_cost_metric not in METRICS or direction(self.second_cost_metric) \
+                or self.second_cost_metric == self.cost_metric:
+            raise UserError(f"objectives: `second_cost_metric` must be a lower-is-better metric other than "
+                            f"`cost_metric` ({self.cost_metric}); got {self.second_cost_metric!r}")
         if int(self.novelty_k) != self.novelty_k or self.novelty_k < 1:
             raise UserError(f"objectives: `novelty_k` must be an integer >= 1, got {self.novelty_k!r}")
         if int(self.diversity_k) != self.diversity_k or self.diversity_k < 1:
@@ -134,6 +143,8 @@ class ObjectiveConfig:
             needed.append(self.score_metric)
         if self.needs_cost(budget):
             needed.append(self.cost_metric)
+        if "second_cost" in self.use:
+            needed.append(self.second_cost_metric)
         return tuple(needed)
 
 
@@ -290,7 +301,7 @@ def loss_matrix(rows: Sequence[Mapping[str, float]], config: ObjectiveConfig, bu
 
     Columns: ``score`` = -score + budget penalty; ``cost`` = log(cost) (a monotone transform:
     dominance is unchanged, and crowding then spreads picks evenly across orders of magnitude);
-    ``novelty`` = -novelty; ``cost_diversity`` = -diversity. When ``score`` is off, the penalty
+    ``novelty`` = -novelty; ``cost_diversity`` = -diversity; ``second_cost`` = log(second cost). When ``score`` is off, the penalty
     goes to the cost column instead.
 
     Args:
@@ -315,6 +326,9 @@ def loss_matrix(rows: Sequence[Mapping[str, float]], config: ObjectiveConfig, bu
         elif name == "cost":
             column = np.log(np.maximum(costs, _TINY_COST))
             columns.append(column if "score" in config.use else column + penalty)
+        elif name == "second_cost":
+            second = to_losses(rows, [config.second_cost_metric])[:, 0]
+            columns.append(np.log(np.maximum(second, _TINY_COST)))
         elif name == "novelty":
             if members is None or archive is None or self_index is None or ordinal is None:
                 raise ValueError("novelty needs the encoded members, archive, self_index and ordinal mask")

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from nni_hwnas.errors import UserError, unknown
 
 from .objectives import ObjectiveConfig
+from .progressive import ProgressiveSchedule
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,16 @@ class HwEvolutionSettings:
     diversity_k: int = 2
     screen_slack: float = 0.1
     seed: int | None = None
+    progressive: Any = "off"
+    second_cost_metric: str = "params"
 
     def __post_init__(self) -> None:
         objectives = (self.objectives,) if isinstance(self.objectives, str) else tuple(self.objectives)
         object.__setattr__(self, "objectives", objectives)
         from .hw_evolution import HwEvolution
 
-        HwEvolution({"probe": (0, 1)}, objectives=self.objective_config(), **self.search_settings())  # checks all
+        probe = {k: v for k, v in self.search_settings().items() if k != "progressive"}
+        HwEvolution({"probe": (0, 1)}, objectives=self.objective_config(), **probe)  # checks all
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -67,11 +71,14 @@ class HwEvolutionSettings:
     def objective_config(self) -> ObjectiveConfig:
         return ObjectiveConfig(use=tuple(self.objectives), score_metric=self.score_metric, cost_metric=self.cost_metric,
                                novelty_k=self.novelty_k, diversity_k=self.diversity_k, penalty=self.penalty,
-                               penalty_weight=self.penalty_weight)
+                               penalty_weight=self.penalty_weight,
+                               second_cost_metric=self.second_cost_metric)
 
     def search_settings(self) -> dict[str, Any]:
         """The core's keyword arguments besides ``objectives``."""
         return {"population_size": self.population_size, "sample_size": self.sample_size,
                 "initial_random": self.initial_random, "mutation_prob": self.mutation_prob,
                 "crossover_prob": self.crossover_prob, "budget": self.budget, "screen_slack": self.screen_slack,
-                "seed": self.seed}
+                "seed": self.seed,
+                # Checked now; ``stages`` may still come from the space (the NAS adapter fills them in).
+                "progressive": ProgressiveSchedule.create(self.progressive)}

@@ -23,12 +23,37 @@ def expected_params(space: str, sample: dict, input_shape, num_classes: int) -> 
             channels = f
             hw = hw // 2 if hw >= 2 else hw
         return total + channels * hw * hw * num_classes + num_classes
+    if space == "staged_net":
+        return staged_net_params(sample, input_shape, num_classes)
     filters, hidden = sample["filters"], sample["hidden"]
     for _ in range(sample["depth"]):
         total += 9 * channels * filters + filters
         channels = filters
         hw = hw // 2 if hw >= 2 else hw
     return total + channels * hw * hw * hidden + hidden + hidden * num_classes + num_classes
+
+
+def staged_net_params(sample: dict, input_shape, num_classes: int) -> int:
+    """staged_net written out: BN everywhere (2 per channel), 1x1 projections where widths change."""
+    channels, hw, _ = input_shape
+    stem = sample["stem_filters"]
+    total, channels = 9 * channels * stem + 2 * stem, stem
+    for stage in range(sample["stages"]):
+        for block in range(sample["blocks"]):
+            op, attn = sample[f"s{stage}_b{block}_op"], sample[f"s{stage}_b{block}_attn"]
+            out = max(1, round(sample["base_filters"] * 2 ** stage * sample[f"s{stage}_b{block}_width"]))
+            k = {"conv3x3": 3, "dil3x3": 3, "conv1x1": 1, "dw3x3": 3, "dw5x5": 5}.get(op, 0)
+            if op.startswith("dw"):
+                total += k * k * channels + 2 * channels + channels * out + 2 * out
+            elif k:
+                total += k * k * channels * out + 2 * out
+            elif channels != out:
+                total += channels * out + 2 * out
+            hidden = max(1, out // 4)
+            total += {"none": 0, "se": 2 * out * hidden + hidden + out, "cbam": 2 * out * hidden + 98,
+                      "eca": 3 if out < 128 else 5}[attn]
+            channels = out
+    return total + channels * num_classes + num_classes
 
 
 @pytest.mark.parametrize("preset", preset_names())

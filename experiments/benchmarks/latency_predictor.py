@@ -10,7 +10,7 @@ predicted-vs-measured scatter plot. Not a test.
 
     .venv/bin/python experiments/benchmarks/latency_predictor.py [--profiles host-cpu-1t host-cpu]
         [--cases conv_net@digits conv_net@medmnist medmnist_cnn_wide@digits medmnist_cnn_wide@medmnist]
-        [--n-models 200] [--seed 1] [--json PATH] [--plot PATH]
+        [--n-models 200] [--seed 1] [--table PATH] [--json PATH] [--plot PATH]
 
 A case is ``PRESET@SHAPE`` with SHAPE ``digits`` (1x8x8, 10 classes) or ``medmnist`` (1x28x28, 4
 classes). The profiles' tables must cover the cases, e.g. ``nni-hwnas profile --profile host-cpu-1t
@@ -36,12 +36,13 @@ SHAPES = {"digits": ((1, 8, 8), 10), "medmnist": ((1, 28, 28), 4)}
 RESULTS = REPO / "experiments" / "benchmarks" / "results"
 
 
-def evaluate_case(profile_name: str, case: str, n_models: int, seed: int) -> tuple[dict, dict]:
+def evaluate_case(profile_name: str, case: str, n_models: int, seed: int,
+                  table_path: str | None = None) -> tuple[dict, dict]:
     """One row of the table, plus the arrays for the plot."""
     from scipy.stats import spearmanr
 
     from nni_hwnas.hardware.costs import load_table
-    from nni_hwnas.hardware.latency_table import correction_context, space_context
+    from nni_hwnas.hardware.latency_table import LatencyTable, correction_context, space_context
     from nni_hwnas.hardware.predictor import LatencyPredictor
     from nni_hwnas.hardware.profiler import TimingSettings, network_keys, sample_models, time_model
     from nni_hwnas.hardware.profiles import load_profile
@@ -52,7 +53,7 @@ def evaluate_case(profile_name: str, case: str, n_models: int, seed: int) -> tup
     space, choices = load_preset(preset)
     definition = make_definition(space, choices, shape, classes)
     profile = load_profile(profile_name)
-    table = load_table(profile)
+    table = LatencyTable.load(table_path, profile_name) if table_path else load_table(profile)
     predictor = LatencyPredictor(table, definition)
     predictor.check_coverage()
     header = table.header
@@ -146,6 +147,7 @@ def main() -> int:
                                                        "medmnist_cnn_wide@digits", "medmnist_cnn_wide@medmnist"])
     parser.add_argument("--n-models", type=int, default=200, help="held-out architectures per case (fewer if the space has fewer)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--table", default=None, help="a table JSON instead of the profile's (e.g. the staged_net table)")
     parser.add_argument("--json", default=str(RESULTS / "latency_predictor.json"))
     parser.add_argument("--plot", default=str(RESULTS / "latency_predictor.png"))
     args = parser.parse_args()
@@ -159,7 +161,7 @@ def main() -> int:
     print(header)
     for profile in args.profiles:
         for case in args.cases:
-            row, data = evaluate_case(profile, case, args.n_models, args.seed)
+            row, data = evaluate_case(profile, case, args.n_models, args.seed, args.table)
             rows.append(row)
             arrays.append(data)
             shape = "x".join(map(str, row["input_shape"][1:]))

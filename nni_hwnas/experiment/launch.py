@@ -240,12 +240,16 @@ def hardware_record(prepared: PreparedSearch) -> dict[str, Any]:
     return record
 
 
-def result_objectives(config: RunConfig) -> tuple[str, str]:
-    """(score, cost) of the results' Pareto front: accuracy (or the proxy score) and the cost metric."""
+def result_objectives(config: RunConfig) -> tuple[str, ...]:
+    """(score, cost[, second cost]) of the results' Pareto front: accuracy (or the proxy score),
+    the cost metric, and ``hw_evolution``'s second cost when it is an objective (a 3-D front)."""
     cost = config.evaluator.cost_metric if config.evaluator.kind == "cost" else "latency_ms"
-    if config.strategy.name == "hw_evolution":
-        cost = str((config.strategy.args or {}).get("cost_metric", cost))
     score = "accuracy" if config.evaluator.kind == "train" else "default"
+    if config.strategy.name == "hw_evolution":
+        args = config.strategy.args or {}
+        cost = str(args.get("cost_metric", cost))
+        if "second_cost" in (args.get("objectives") or ()):
+            return score, cost, str(args.get("second_cost_metric", "params"))
     return score, cost
 
 

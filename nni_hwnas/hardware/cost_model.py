@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from search_spaces.layers import LayerSpec, parameter_count
+from search_spaces.ops import attention, conv_hw, operator
 
 BYTES_PER_VALUE = 4  # float32
 
@@ -29,21 +30,16 @@ class Cost:
 
 
 def layer_macs(spec: LayerSpec) -> int:
-    """Multiply-accumulates of one layer (convolution at its pre-pool output size)."""
-    if spec.op == "conv":
-        conv_hw = -(-spec.in_hw // spec.stride)
-        return conv_hw * conv_hw * spec.kernel * spec.kernel * spec.in_ch * spec.out_ch
-    if spec.op == "linear":
-        return spec.in_ch * spec.out_ch
-    raise ValueError(f"no MAC formula for op {spec.op!r}")
+    """Multiply-accumulates of one layer (convolution at its pre-pool output size), from the
+    operator registry (:mod:`search_spaces.ops`), attention included."""
+    extra = attention(spec.attention)
+    hw = conv_hw(spec)
+    return operator(spec.op).macs(spec) + (extra.macs(spec.out_ch, hw) if extra else 0)
 
 
 def layer_activation_values(spec: LayerSpec) -> tuple[int, int]:
     """(input values, largest intermediate/output values) of one layer at batch 1."""
-    if spec.op == "conv":
-        conv_hw = -(-spec.in_hw // spec.stride)
-        return spec.in_ch * spec.in_hw * spec.in_hw, spec.out_ch * conv_hw * conv_hw
-    return spec.in_ch, spec.out_ch
+    return operator(spec.op).activations(spec)
 
 
 def estimate_cost(specs: Sequence[LayerSpec]) -> Cost:

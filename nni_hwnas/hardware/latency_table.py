@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from search_spaces.layers import LayerSpec
+from search_spaces.ops import NO_ATTENTION, operator
 
 from nni_hwnas.errors import UserError
 
@@ -32,6 +33,8 @@ FORMAT_VERSION = 1
 STATISTICS = ("min", "p10", "median")
 # LayerSpec fields that do not change what inference executes (dropout is identity in eval mode).
 IGNORED_SPEC_FIELDS = ("dropout",)
+# Key fields newer than format 1's first tables: absent in a stored row means the default.
+ADDED_KEY_FIELDS = ("attention", "residual")
 
 
 @dataclass(frozen=True, order=True)
@@ -52,6 +55,8 @@ class LayerKey:
     relu: bool = True
     pool: bool = False
     flatten: bool = False
+    attention: str = NO_ATTENTION
+    residual: bool = False
 
     @classmethod
     def from_spec(cls, spec: LayerSpec) -> "LayerKey":
@@ -66,8 +71,11 @@ class LayerKey:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "LayerKey":
+        """Read a row's key; fields added after a table was written (``attention``, ``residual``)
+        take their defaults, so older tables keep their rows (the migration)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        if set(data) != names:
+        required = {f.name for f in dataclasses.fields(cls) if f.name not in ADDED_KEY_FIELDS}
+        if not required <= set(data) <= names:
             raise ValueError(f"key fields {sorted(data)} differ from {sorted(names)}")
         return cls(**data)
 
@@ -76,13 +84,14 @@ class LayerKey:
         """Which compute kernel runs this block (``conv3``, ``conv5``, ``linear``). Consecutive blocks
         of different classes cost extra inside a network (instruction cache and branch predictors
         hold the other kernel), which the predictor's correction learns per pair of classes."""
-        return self.op if self.op == "linear" else f"{self.op}{self.kernel}" + (f"s{self.stride}" if self.stride != 1 else "")
+        return operator(self.op).kernel_class(self)
 
     def describe(self) -> str:
         """Readable one-liner for error messages, e.g. ``conv k3 s1 16->32 @14x14 +bn +relu +pool``."""
         shape = f"k{self.kernel} s{self.stride} {self.in_ch}->{self.out_ch} @{self.in_hw}x{self.in_hw}" \
-            if self.op == "conv" else f"{self.in_ch}->{self.out_ch}"
-        flags = [name for name in ("batch_norm", "relu", "pool", "flatten") if getattr(self, name)]
+            if operator(self.op).spatial else f"{self.in_ch}->{self.out_ch}"
+        flags = [name for name in ("batch_norm", "relu", "pool", "flatten", "residual") if getattr(self, name)]
+        flags += [self.attention] if self.attention != NO_ATTENTION else []
         return f"{self.op} {shape}" + "".join(f" +{flag}" for flag in flags)
 
 
@@ -317,7 +326,7 @@ class LatencyTable:
         key_names = [f.name for f in dataclasses.fields(LayerKey)]
         rows = {}
         for row in data["rows"]:
-            key = LayerKey.from_dict({name: row[name] for name in key_names})
+            key = LayerKey.from_dict({name: row[name] for name in key_names if name in row})
             timing = Timing.from_dict(row)
             if not all(math.isfinite(t) and t >= 0 for t in (timing.median_ms, timing.min_ms, timing.p10_ms)):
                 raise ValueError(f"non-finite or negative time in row {key.describe()}")

@@ -33,6 +33,7 @@ import torch
 
 from search_spaces.definition import SpaceDefinition
 from search_spaces.layers import LayerSpec, build_layer, build_network
+from search_spaces.ops import operator
 
 from nni_hwnas.errors import UserError
 from nni_hwnas.hardware.latency_table import (STATISTICS, LatencyTable, LayerKey, ModelMeasurement, TableHeader, Timing,
@@ -130,8 +131,9 @@ def time_module(module: torch.nn.Module, inputs: Sequence[torch.Tensor], threads
 
 
 def layer_inputs(key: LayerKey, batch_size: int, device: str, count: int) -> list[torch.Tensor]:
-    """Random inputs of the shape the layer sees inside a network (flattened for a linear)."""
-    shape = (batch_size, key.in_ch, key.in_hw, key.in_hw) if key.op == "conv" else (batch_size, key.in_ch)
+    """Random inputs of the shape the layer sees inside a network (its registry entry's
+    ``input_shape``: a feature map, or a flat vector for a linear)."""
+    shape = (batch_size, *operator(key.op).input_shape(key))
     return [torch.randn(*shape, device=device) for _ in range(count)]
 
 

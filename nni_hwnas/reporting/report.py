@@ -132,6 +132,16 @@ def load_rows(source: str | Path, experiment_dirs: Sequence[Path] | None = None)
     return profile.get("experimentName") or str(source), trial_rows(views), {"experiment": profile}
 
 
+def run_objectives(run: Mapping[str, Any]) -> tuple[str, ...]:
+    """The front's objectives a run was searched with (its config in ``run.json``); a 3-D front
+    when ``hw_evolution`` used ``second_cost``, else accuracy and latency."""
+    strategy = (run.get("config") or {}).get("strategy") or {}
+    args = strategy.get("args") or {}
+    if strategy.get("name") == "hw_evolution" and "second_cost" in (args.get("objectives") or ()):
+        return ("accuracy", str(args.get("cost_metric", "latency_ms")), str(args.get("second_cost_metric", "params")))
+    return ("accuracy", "latency_ms")
+
+
 def report_command(source: str, output: str | None, experiment_dirs: Sequence[Path] | None = None) -> Path:
     """``nni-hwnas report``: redraw the report (and, for an experiment id, the results files)."""
     from nni_hwnas.reporting.results import write_results
@@ -139,5 +149,7 @@ def report_command(source: str, output: str | None, experiment_dirs: Sequence[Pa
     label, rows, run = load_rows(source, experiment_dirs)
     out = Path(output) if output else (Path(source) if Path(source).is_dir() else Path("results") / str(source))
     if not (Path(source) / "trials.json").is_file():
-        write_results(out, rows, {"source": str(source), **run}, title=label)
+        write_results(out, rows, {"source": str(source), **run}, title=label, objectives=run_objectives(run))
+    elif (out / "pareto.json").is_file() and len(run_objectives(run)) > 2:  # redraw the 3-D front's plots
+        write_results(out, rows, run, title=label, objectives=run_objectives(run))
     return write_report(out, {label: [rows]}, title=f"nni-hwnas report: {label}")

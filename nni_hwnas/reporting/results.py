@@ -15,10 +15,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from nni_hwnas.reporting.hypervolume_trace import HvReference, default_reference, hypervolume_curve
-from nni_hwnas.metrics import CONTRACT_KEYS, to_losses, within_budget
+from nni_hwnas.metrics import CONTRACT_KEYS, direction, to_losses, within_budget
 from nni_hwnas.experiment.nni_rest import TrialView
-from nni_hwnas.reporting.pareto import pareto_front_indices
-from nni_hwnas.reporting.plots import plot_hypervolume, plot_pareto
+from nni_hwnas.reporting.pareto import hypervolume, normalize, pareto_front_indices
+from nni_hwnas.reporting.plots import plot_hypervolume, plot_parallel_coordinates, plot_pareto, plot_pareto_matrix
 
 DEFAULT_OBJECTIVES = ("accuracy", "latency_ms")
 
@@ -72,6 +72,28 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def front_hypervolume(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> dict[str, Any]:
+    """The in-budget trials' hypervolume over every objective (any number), normalised with the
+    stated bounds: a higher-is-better score in [0, 1] (e.g. accuracy), each cost in [0, 1.1 x the
+    largest observed]; the reference is the worst corner. Written to ``pareto.json``."""
+    usable = [r for r in rows if r.get("within_budget", 1) == 1]
+    lower, upper = [], []
+    for name in objectives:
+        if direction(name):
+            lower.append(-1.0)
+            upper.append(0.0)
+        else:
+            lower.append(0.0)
+            upper.append(1.1 * max((float(r[name]) for r in rows), default=1.0) or 1.0)
+    value = 0.0
+    if usable:
+        normalised = normalize(to_losses(usable, objectives), np.array(lower), np.array(upper))
+        value = hypervolume(normalised, np.ones(len(objectives)))
+    return {"value": float(value), "reference_point_normalised": [1.0] * len(objectives),
+            "bounds": {name: [lo, hi] if not direction(name) else [0.0, 1.0]
+                       for name, lo, hi in zip(objectives, lower, upper)}}
+
+
 def hypervolume_rows(rows: Sequence[Mapping[str, Any]], reference: HvReference) -> list[dict[str, Any]]:
     """One row per trial in trial order: the hypervolume reached after it."""
     curve = hypervolume_curve(rows, reference)
@@ -101,15 +123,17 @@ def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]], run_info: Ma
     if current_settings is not None:
         rows = [r for r in rows if r.get("settings", current_settings) == current_settings]
     front = pareto_rows(rows, objectives)
-    write_json(paths["pareto.json"], {
-        "objectives": list(objectives),
-        "only_within_budget": True,
-        "settings": current_settings,
-        "trials_completed": len(completed(rows, objectives)),
-        "front": list(front),
-    })
-    plot_pareto(completed(rows, objectives), front, paths["pareto.png"], x=objectives[1], y=objectives[0],
-                title=title)
+    done = completed(rows, objectives)
+    summary = {"objectives": list(objectives), "only_within_budget": True, "settings": current_settings,
+               "trials_completed": len(done), "front": list(front)}
+    if len(objectives) > 2:
+        summary["hypervolume"] = front_hypervolume(done, objectives)
+        paths["pareto_parallel.png"] = out_dir / "pareto_parallel.png"
+        plot_pareto_matrix(done, front, paths["pareto.png"], objectives=objectives, title=title)
+        plot_parallel_coordinates(done, front, paths["pareto_parallel.png"], objectives=objectives, title=title)
+    else:
+        plot_pareto(done, front, paths["pareto.png"], x=objectives[1], y=objectives[0], title=title)
+    write_json(paths["pareto.json"], summary)
     reference = reference or default_reference([rows], objectives[0], objectives[1])
     trace = hypervolume_rows(rows, reference)
     with paths["hypervolume.csv"].open("w", newline="") as handle:
