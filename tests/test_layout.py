@@ -13,7 +13,9 @@ PACKAGES = ("nni_hwnas", "strategies", "search_spaces")
 
 
 def import_graph() -> dict[str, set[str]]:
-    """module -> our modules it imports anywhere in its body (lazy imports inside functions too)."""
+    """module -> our modules it imports anywhere in its body (lazy imports inside functions too).
+
+    Imports under ``if TYPE_CHECKING:`` are left out: they never run, so they make no cycle."""
     modules = {}
     for package in PACKAGES:
         for path in (REPO / package).rglob("*.py"):
@@ -22,7 +24,12 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        typing_only = {id(inner) for node in ast.walk(tree) if _is_type_checking_block(node)
+                       for inner in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -39,6 +46,14 @@ def import_graph() -> dict[str, set[str]]:
                 if target and target != name and not name.startswith(target + "."):
                     graph[name].add(target)
     return graph
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
