@@ -88,7 +88,14 @@ def run_profile(args: argparse.Namespace) -> int:
                               max_seconds=args.max_seconds, statistic=args.statistic, n_inputs=args.inputs)
     if profile.latency_table is None and args.table is None:
         raise UserError(f"profile {profile.name!r} is budget-only: its costs are analytic, there is nothing to measure")
-    path = Path(args.table) if args.table else profile.latency_table
+    if args.cache and args.table:
+        raise UserError("give either --cache or --table, not both")
+    if args.cache:
+        from nni_hwnas.hardware.table_cache import cached_table_path
+
+        path = cached_table_path(profile)
+    else:
+        path = Path(args.table) if args.table else profile.latency_table
     table = open_table(profile, path, settings, fresh=args.fresh)
     print(f"nni-hwnas: profiling {', '.join(d.name + '@' + 'x'.join(map(str, d.input_shape)) + '/' + str(d.num_classes) for d in definitions)} "
           f"on {profile.name} ({profile.threads} thread(s), batch {profile.batch_size}) into {path}")
@@ -125,6 +132,8 @@ def add_profile_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--input-shape", default=None, help="C,H,W instead of --dataset, e.g. 1,28,28")
     parser.add_argument("--classes", default=None, help="class count(s), e.g. 10 or 2,4,10")
     parser.add_argument("--table", default=None, help="table JSON to write (default: the profile's latency_table)")
+    parser.add_argument("--cache", action="store_true",
+                        help="write this machine's cached table, the one searches profile on first use and reuse")
     parser.add_argument("--fresh", action="store_true", help="discard the existing table and measure from scratch")
     parser.add_argument("--repeats", type=int, default=defaults.n_repeats, help=f"timed runs per layer (default {defaults.n_repeats})")
     parser.add_argument("--min-repeats", type=int, default=defaults.min_repeats,

@@ -84,12 +84,15 @@ class HardwareConfig:
 
     With a profile, ``latency_ms`` is predicted from its lookup table and ``within_budget`` checks
     its budgets; without one (``profile: null``) latency is measured on this host at batch 1.
+    With no table measured on this machine for the space, ``on_first_use: profile`` measures one
+    into the user's cache before the search starts; ``refuse`` stops with the command instead.
     """
 
     profile: str | None = None
     table: str | None = None
     budgets: dict = field(default_factory=dict)
     measure_latency: bool = False
+    on_first_use: str = _bounded("profile", choices=("profile", "refuse"))
 
 
 @dataclass

@@ -114,7 +114,12 @@ def prepare_hardware(config: RunConfig, definition: Any) -> tuple[Any, Any]:
     from nni_hwnas.hardware.profiles import load_profile
 
     device = load_profile(config.hardware.profile).with_budgets(config.hardware.budgets or None)
-    predictor = load_predictor(device, definition, config.hardware.table)
+    table = None
+    if device.measures_latency:
+        from nni_hwnas.hardware.table_cache import table_for_search
+
+        table = table_for_search(device, definition, config.hardware.table, config.hardware.on_first_use, seed=config.seed)
+    predictor = load_predictor(device, definition, table)
     if predictor is not None:
         predictor.check_coverage()
     check_budgets_reachable(definition, device, predictor)
@@ -138,12 +143,15 @@ def trial_training_args(config: RunConfig) -> dict[str, Any]:
             "train_subset": ev.train_subset, "augment": ev.augment}
 
 
-def trial_hardware_args(config: RunConfig) -> dict[str, Any] | None:
-    """The device profile a trial predicts costs on (absolute paths), or None to measure here."""
+def trial_hardware_args(config: RunConfig, table: str | None = None) -> dict[str, Any] | None:
+    """The device profile a trial predicts costs on (absolute paths), or None to measure here.
+
+    ``table`` is the one the driver chose (:func:`~nni_hwnas.hardware.table_cache.table_for_search`),
+    so trials predict from the table the search was checked against, not their own guess."""
     hw = config.hardware
     if not hw.profile:
         return None
-    return {"profile": hw.profile, "table": hw.table, "budgets": dict(hw.budgets or {}),
+    return {"profile": hw.profile, "table": table or hw.table, "budgets": dict(hw.budgets or {}),
             "measure_latency": hw.measure_latency}
 
 
@@ -154,6 +162,12 @@ def trial_objective_args(config: RunConfig) -> dict[str, Any]:
         raise UserError("config: `evaluator.default_metric: mnas_reward` needs `evaluator.reward_target_ms` "
                         "(the latency target in ms, e.g. the profile's latency budget)")
     return {"default_metric": ev.default_metric, "reward_target_ms": ev.reward_target_ms, "reward_w": ev.reward_w}
+
+
+def searched_table(prepared: PreparedSearch) -> str | None:
+    """The latency table the driver checked the search against (None without a predictor)."""
+    table = prepared.predictor.table if prepared.predictor is not None else None
+    return str(table.path) if table is not None and table.path is not None else None
 
 
 def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print) -> Any:
@@ -173,19 +187,19 @@ def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print
                                           checkpoint=ev.reference_checkpoint, seed=cfg.seed, echo=echo)
         return FunctionalEvaluator(score_and_report, dataset=trial_dataset_args(cfg), proxy=ev.proxy, seed=cfg.seed,
                                    reference=reference, batch_size=ev.proxy_batch_size, train_steps=ev.train_steps,
-                                   threads=ev.threads, hardware=trial_hardware_args(cfg))
+                                   threads=ev.threads, hardware=trial_hardware_args(cfg, searched_table(prepared)))
     if ev.kind == "cost":
         from nni_hwnas.evaluation.cost_trial import report_costs
 
         if not cfg.hardware.profile:
             raise UserError("config: `evaluator.kind: cost` needs `hardware.profile` (e.g. host-cpu-1t)")
-        return FunctionalEvaluator(report_costs, profile=cfg.hardware.profile, table=cfg.hardware.table,
+        return FunctionalEvaluator(report_costs, profile=cfg.hardware.profile, table=searched_table(prepared),
                                    budgets=dict(cfg.hardware.budgets or {}), default_metric=ev.cost_metric)
     from nni_hwnas.evaluation.trial import train_and_report
 
     return FunctionalEvaluator(train_and_report, dataset=trial_dataset_args(cfg), training=trial_training_args(cfg),
                                seed=cfg.seed, threads=ev.threads, latency_repeats=ev.latency_repeats,
-                               objective=trial_objective_args(cfg), hardware=trial_hardware_args(cfg))
+                               objective=trial_objective_args(cfg), hardware=trial_hardware_args(cfg, searched_table(prepared)))
 
 
 def train_top_of_front(prepared: PreparedSearch, front: list[dict[str, Any]], echo: Callable[[str], None]) -> list[dict]:
@@ -204,7 +218,7 @@ def train_top_of_front(prepared: PreparedSearch, front: list[dict[str, Any]], ec
         metrics = evaluate_architecture(prepared.definition.describe(sample), trial_dataset_args(cfg),
                                         trial_training_args(cfg), cfg.seed, cfg.evaluator.threads,
                                         cfg.evaluator.latency_repeats, definition=prepared.definition,
-                                        hardware=trial_hardware_args(cfg))
+                                        hardware=trial_hardware_args(cfg, searched_table(prepared)))
         trained.append({"trial_id": row["trial_id"], "sample": sample, "proxy_score": row.get("default"),
                         "trained_accuracy": metrics["accuracy"], "latency_ms": metrics["latency_ms"],
                         "train_seconds": metrics["train_seconds"]})
