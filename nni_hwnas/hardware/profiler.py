@@ -57,10 +57,14 @@ def time_module(module: torch.nn.Module, inputs: Sequence[torch.Tensor], threads
     return Timing.from_times_ms(time_series(module, inputs, threads, settings))
 
 
+def layer_input_shape(key: LayerKey, batch_size: int) -> tuple[int, ...]:
+    """The input shape the layer sees inside a network (flattened for a linear)."""
+    return (batch_size, key.in_ch, key.in_hw, key.in_hw) if key.op == "conv" else (batch_size, key.in_ch)
+
+
 def layer_inputs(key: LayerKey, batch_size: int, device: str, count: int) -> list[torch.Tensor]:
-    """Random inputs of the shape the layer sees inside a network (flattened for a linear)."""
-    shape = (batch_size, key.in_ch, key.in_hw, key.in_hw) if key.op == "conv" else (batch_size, key.in_ch)
-    return timing_inputs(shape, count, device)
+    """Random inputs of the shape the layer sees inside a network."""
+    return timing_inputs(layer_input_shape(key, batch_size), count, device)
 
 
 def time_layer(key: LayerKey, profile: DeviceProfile, settings: TimingSettings) -> Timing:
@@ -80,24 +84,28 @@ def time_model(specs: Sequence[LayerSpec], input_shape: Sequence[int], profile: 
     return time_module(module, inputs, profile.threads, settings)
 
 
-def new_table(profile: DeviceProfile, settings: TimingSettings) -> LatencyTable:
+def new_table(profile: DeviceProfile, settings: TimingSettings, environment: dict[str, Any] | None = None) -> LatencyTable:
+    """An empty table headed with where it is measured: this host, or ``environment`` (an SSH
+    device's ``torch_version``, ``machine`` and ``fingerprint``)."""
     device = _device_of(profile)
-    env = current_environment(device)
+    env = environment or {**current_environment(device), "fingerprint": machine_fingerprint(profile.threads, device)}
     header = TableHeader(profile=profile.name, device=device, threads=profile.threads, batch_size=profile.batch_size,
                          precision=profile.precision, statistic=settings.statistic, warmup_runs=settings.warmup_runs,
                          n_repeats=settings.n_repeats, n_inputs=settings.n_inputs, torch_version=env["torch_version"],
-                         machine=env["machine"], fingerprint=machine_fingerprint(profile.threads, device))
+                         machine=env["machine"], fingerprint=env["fingerprint"])
     return LatencyTable(header)
 
 
-def open_table(profile: DeviceProfile, path: Path, settings: TimingSettings, fresh: bool = False) -> LatencyTable:
+def open_table(profile: DeviceProfile, path: Path, settings: TimingSettings, fresh: bool = False,
+               environment: dict[str, Any] | None = None) -> LatencyTable:
     """The table to extend: the existing one at ``path`` (resume) or a new one.
 
     Rows measured under other conditions are never mixed in: an existing table with another thread
-    count, batch, statistic or machine is an error that points at ``--fresh``.
+    count, batch, statistic or machine (this host, or the SSH device ``environment`` describes) is
+    an error that points at ``--fresh``.
     """
     if fresh or not path.exists():
-        table = new_table(profile, settings)
+        table = new_table(profile, settings, environment)
         table.path = path
         return table
     table = LatencyTable.load(path, profile.name)
@@ -105,7 +113,7 @@ def open_table(profile: DeviceProfile, path: Path, settings: TimingSettings, fre
     differs = [f"{name} {getattr(header, name)!r} there, {value!r} now" for name, value in
                (("threads", profile.threads), ("batch_size", profile.batch_size), ("statistic", settings.statistic),
                 ("n_inputs", settings.n_inputs), ("device", _device_of(profile))) if getattr(header, name) != value]
-    differs += table.stale_reasons()
+    differs += table.stale_reasons(environment)
     if differs:
         raise UserError(f"latency table {path} was measured differently ({'; '.join(differs)}); "
                         f"start it over with --fresh or pass another --table")
