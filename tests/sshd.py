@@ -25,11 +25,17 @@ def available() -> bool:
 
 @dataclass
 class TestSshd:
+    """A running test sshd; ``folder / "home"`` is its sessions' HOME."""
+
     port: int
     user: str
     folder: Path
     process: subprocess.Popen
     client_config: Path
+
+    @property
+    def home(self) -> Path:
+        return self.folder / "home"
 
     @property
     def target(self) -> str:
@@ -60,9 +66,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_sshd(folder: Path) -> TestSshd:
-    """One sshd on a free port of 127.0.0.1 accepting only a fresh client key; returns once it listens."""
-    folder.mkdir(parents=True, exist_ok=True)
+def start_sshd(folder: Path, env: dict[str, str] | None = None) -> TestSshd:
+    """One sshd on a free port of 127.0.0.1 accepting only a fresh client key; returns once it listens.
+
+    Sessions get ``HOME`` in ``folder`` and the variables of ``env`` (sshd's ``SetEnv``)."""
+    (folder / "home").mkdir(parents=True, exist_ok=True)  # sessions' HOME: NNI's uploads land here
     for name in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / name)], check=True)
     shutil.copy(folder / "client_key.pub", folder / "authorized_keys")
@@ -74,7 +82,10 @@ def start_sshd(folder: Path) -> TestSshd:
                       f"PidFile {folder / 'sshd.pid'}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
                       "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
                       "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
-                      f"Subsystem sftp {sftp}\nLogLevel ERROR\n")
+                      f"Subsystem sftp {sftp}\nLogLevel ERROR\n"
+                      # one SetEnv line: sshd uses only the first of a keyword
+                      + "SetEnv " + " ".join(f"{k}={v}" for k, v in {"HOME": folder / "home", **(env or {})}.items())
+                      + "\n")
     client = folder / "ssh_config"
     client.write_text(f"Host 127.0.0.1\n  IdentityFile {folder / 'client_key'}\n  IdentitiesOnly yes\n"
                       "  UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n  LogLevel ERROR\n")

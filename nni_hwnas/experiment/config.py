@@ -107,6 +107,17 @@ class ExperimentConfig:
 
 
 @dataclass
+class TrainingServiceConfig:
+    """Where trials run: ``local`` (this machine) or ``remote`` (NNI's SSH training service over
+    ``machines``: host, port, user, ssh_key_file, python_path); see
+    :mod:`nni_hwnas.experiment.training_service`."""
+
+    platform: str = _bounded("local", choices=("local", "remote"))
+    nni_manager_ip: str | None = None
+    machines: list = field(default_factory=list)
+
+
+@dataclass
 class RunConfig:
     """One search: data, space, evaluator, strategy and the NNI experiment around them."""
 
@@ -118,6 +129,7 @@ class RunConfig:
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    training_service: TrainingServiceConfig = field(default_factory=TrainingServiceConfig)
     output: str | None = None
     source: str | None = field(default=None, metadata={"internal": True})
 

@@ -99,6 +99,7 @@ def prepare(config: RunConfig) -> PreparedSearch:
                         download=config.dataset.download, val_fraction=config.dataset.val_fraction,
                         test_fraction=config.dataset.test_fraction)
     definition = make_definition(space_name, choices, data.input_shape, data.num_classes)
+    training_service(config)  # a bad machine list fails before any profiling
     device, predictor = prepare_hardware(config, definition)
     return PreparedSearch(config, space_name, {k: list(v) for k, v in definition.choices.items()},
                           definition, tuple(data.input_shape), data.num_classes, data.source, device, predictor)
@@ -124,6 +125,15 @@ def prepare_hardware(config: RunConfig, definition: Any) -> tuple[Any, Any]:
         predictor.check_coverage()
     check_budgets_reachable(definition, device, predictor)
     return device, predictor
+
+
+def training_service(config: RunConfig) -> tuple[Any, str | None]:
+    """NNI's training-service config for ``training_service:`` (None for local) and the manager IP."""
+    from nni_hwnas.experiment.training_service import nni_training_service
+
+    ts = config.training_service
+    base = Path(config.source).parent if config.source else None
+    return nni_training_service(ts.platform, ts.machines, ts.nni_manager_ip, base)
 
 
 def trial_dataset_args(config: RunConfig) -> dict[str, Any]:
@@ -325,9 +335,11 @@ def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tup
                                     working_directory=config.experiment.working_directory,
                                     max_trials=config.experiment.max_trials,
                                     concurrency=config.experiment.concurrency)
+        use_training_service(experiment.config, config)
         return experiment, strategy
     experiment = ResumableNasExperiment(space, evaluator, strategy)
     exp_cfg = experiment.config
+    use_training_service(exp_cfg, config)
     exp_cfg.experiment_name = config.name
     exp_cfg.max_trial_number = config.experiment.max_trials
     exp_cfg.trial_concurrency = config.experiment.concurrency
@@ -336,6 +348,14 @@ def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tup
     if config.experiment.working_directory:
         exp_cfg.experiment_working_directory = config.experiment.working_directory
     return experiment, strategy
+
+
+def use_training_service(exp_cfg: Any, config: RunConfig) -> None:
+    """Point the NNI experiment at the remote machines of ``training_service:`` (local: unchanged)."""
+    service, manager_ip = training_service(config)
+    if service is not None:
+        exp_cfg.training_service = service
+        exp_cfg.nni_manager_ip = manager_ip
 
 
 def run_search(config: RunConfig, *, port: int | None = None, output: str | Path | None = None,
