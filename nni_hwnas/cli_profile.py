@@ -3,6 +3,7 @@
     nni-hwnas profile --profile host-cpu-1t --space conv_net                  # digits, 1x8x8, 10 classes
     nni-hwnas profile --profile host-cpu-1t --preset medmnist_cnn --dataset octmnist
     nni-hwnas profile --profile host-cpu --space conv_net --input-shape 1,28,28 --classes 2,4,10
+    nni-hwnas profile --profile pi4 --ssh pi@raspberrypi.local --python /usr/bin/python3   # writes pi4.yaml
 
 Rows already measured are kept (resume after Ctrl-C by running the same command again); the
 classifier rows of several class counts come from one run with ``--classes 2,4,10``.
@@ -78,34 +79,59 @@ def _definitions(args: argparse.Namespace) -> list[Any]:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    from nni_hwnas.hardware.latency_table import profile_command
-    from nni_hwnas.hardware.profiler import TimingSettings, open_table, profile_spaces
-    from nni_hwnas.hardware.profiles import load_profile
+    from nni_hwnas.hardware.profiler import TimingSettings
 
-    profile = load_profile(args.profile)
     definitions = _definitions(args)
     settings = TimingSettings(warmup_runs=args.warmup, n_repeats=args.repeats, min_repeats=min(args.min_repeats, args.repeats),
                               max_seconds=args.max_seconds, statistic=args.statistic, n_inputs=args.inputs)
-    if profile.latency_table is None and args.table is None:
-        raise UserError(f"profile {profile.name!r} is budget-only: its costs are analytic, there is nothing to measure")
-    path = Path(args.table) if args.table else profile.latency_table
-    table = open_table(profile, path, settings, fresh=args.fresh)
+    if args.cache and args.table:
+        raise UserError("give either --cache or --table, not both")
+    if args.ssh is None and args.python is not None:
+        raise UserError("--python names the interpreter on an SSH device; add --ssh user@host[:port]")
+    from nni_hwnas.hardware.device_profiles import open_device
+
+    with open_device(args.profile, args.ssh, args.python, args.threads, args.ssh_config, args.timeout,
+                     settings) as (profile, measurer):
+        if profile.latency_table is None and args.table is None:
+            raise UserError(f"profile {profile.name!r} is budget-only: its costs are analytic, there is nothing to measure")
+        if args.cache and profile.remote:
+            raise UserError(f"--cache holds this machine's tables; profile {profile.name!r} is the SSH device "
+                            f"{profile.ssh}, whose table is {profile.latency_table}")
+        return _measure(args, profile, definitions, settings, measurer)
+
+
+def _measure(args: argparse.Namespace, profile: Any, definitions: list[Any], settings: Any, measurer: Any) -> int:
+    from nni_hwnas.hardware.latency_table import profile_command
+    from nni_hwnas.hardware.profiler import open_table, profile_spaces
+    from nni_hwnas.hardware.remote import DeviceLost
+
+    if args.cache:
+        from nni_hwnas.hardware.table_cache import cached_table_path
+
+        path = cached_table_path(profile)
+    else:
+        path = Path(args.table) if args.table else profile.latency_table
+    table = open_table(profile, path, settings, fresh=args.fresh, environment=getattr(measurer, "environment", None))
+    where = measurer.where if measurer is not None else "this host"
     print(f"nni-hwnas: profiling {', '.join(d.name + '@' + 'x'.join(map(str, d.input_shape)) + '/' + str(d.num_classes) for d in definitions)} "
-          f"on {profile.name} ({profile.threads} thread(s), batch {profile.batch_size}) into {path}")
+          f"on {profile.name} ({where}, {profile.threads} thread(s), batch {profile.batch_size}) into {path}")
     try:
         report = profile_spaces(table, profile, definitions, settings, fit_models=args.fit_models, seed=args.seed,
-                                progress=not args.quiet)
+                                progress=not args.quiet, measurer=measurer)
     except KeyboardInterrupt:
         print(f"nni-hwnas: interrupted; {len(table)} layer rows and {len(table.models)} whole models kept in {path}; "
               "run the same command again to resume", flush=True)
         raise
+    except DeviceLost as exc:
+        raise DeviceLost(f"{exc}; {len(table)} layer rows and {len(table.models)} whole models are saved in {path}; "
+                         "run the same command again to resume") from None
     print(f"nni-hwnas: {report.layers_measured} layers measured ({report.layers_kept} already there, "
-          f"{report.noisy_layers} with IQR > 10% of the median, {report.layers_remeasured} re-measured as stalled), "
+          f"{report.noisy_layers} with IQR > 10% of the median, {report.layers_remeasured} re-measured as disturbed), "
           f"{report.models_measured} whole models measured "
           f"({report.models_kept} already there) in {report.seconds:.0f} s; table {path} has {len(table)} rows")
     for context, correction in sorted(report.corrections.items()):
         print(f"nni-hwnas: correction {context}: {correction}")
-    reasons = table.stale_reasons(threads=profile.threads)
+    reasons = table.stale_reasons(getattr(measurer, "environment", None), threads=profile.threads)
     if reasons:
         print(f"nni-hwnas: warning: {'; '.join(reasons)}; re-measure with {profile_command(profile.name)} --fresh")
     return 0
@@ -125,6 +151,16 @@ def add_profile_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--input-shape", default=None, help="C,H,W instead of --dataset, e.g. 1,28,28")
     parser.add_argument("--classes", default=None, help="class count(s), e.g. 10 or 2,4,10")
     parser.add_argument("--table", default=None, help="table JSON to write (default: the profile's latency_table)")
+    parser.add_argument("--ssh", default=None, metavar="USER@HOST[:PORT]",
+                        help="measure on this SSH device (it needs only Python and torch); a new --profile NAME "
+                             "writes NAME.yaml naming the device")
+    parser.add_argument("--python", default=None, help="the device's Python (default: the profile's, else python3)")
+    parser.add_argument("--threads", type=int, default=None, help="threads of a new SSH device profile (default 1)")
+    parser.add_argument("--ssh-config", default=None, help="an ssh_config file for --ssh (keys, known hosts, jump hosts)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds to wait for one row from an SSH device before giving up (default: from --max-seconds)")
+    parser.add_argument("--cache", action="store_true",
+                        help="write this machine's cached table, the one searches profile on first use and reuse")
     parser.add_argument("--fresh", action="store_true", help="discard the existing table and measure from scratch")
     parser.add_argument("--repeats", type=int, default=defaults.n_repeats, help=f"timed runs per layer (default {defaults.n_repeats})")
     parser.add_argument("--min-repeats", type=int, default=defaults.min_repeats,

@@ -47,3 +47,20 @@ def decode(data):
     while isinstance(data, str):
         data = json.loads(data)
     return data
+
+
+@pytest.fixture(scope="session", autouse=True)
+def latency_table_cache(tmp_path_factory) -> Path:
+    """A private latency-table cache for the whole session (NNI_HWNAS_CACHE_DIR, inherited by the
+    searches and trials tests start): tests never read or fill the user's own cache, and a table
+    profiled on first use by one test is reused by the next."""
+    import os
+
+    cache = tmp_path_factory.mktemp("nni-hwnas-cache")
+    previous = os.environ.get("NNI_HWNAS_CACHE_DIR")
+    os.environ["NNI_HWNAS_CACHE_DIR"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("NNI_HWNAS_CACHE_DIR", None)
+    else:
+        os.environ["NNI_HWNAS_CACHE_DIR"] = previous

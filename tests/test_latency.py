@@ -18,6 +18,7 @@ from nni_hwnas.hardware.latency_table import (LatencyTable, LayerKey, ModelMeasu
                                      current_environment)
 from nni_hwnas.hardware.predictor import LatencyCorrection, LatencyPredictor, switch_counts
 from nni_hwnas.hardware.profiler import TimingSettings, open_table, profile_spaces, sample_models, stalled_rows
+from nni_hwnas.hardware.fingerprint import machine_fingerprint
 from nni_hwnas.hardware.profiles import load_profile
 from search_spaces import load_preset, make_definition, preset_names
 from search_spaces.layers import LayerSpec
@@ -44,7 +45,7 @@ def header(**changes) -> TableHeader:
     env = current_environment("cpu")
     base = TableHeader(profile="host-cpu-1t", device="cpu", threads=1, batch_size=1, precision="float32",
                        statistic="min", warmup_runs=1, n_repeats=3, n_inputs=16, torch_version=env["torch_version"],
-                       machine=env["machine"])
+                       machine=env["machine"], fingerprint=machine_fingerprint(1))
     return dataclasses.replace(base, **changes)
 
 
@@ -79,9 +80,10 @@ def test_table_json_round_trip_keeps_rows_models_and_corrections(tmp_path):
 
 
 def test_staleness_names_what_differs_and_how_to_reprofile():
-    table = LatencyTable(header(torch_version="1.0.0", machine={"cpu_model": "Some Other CPU"}))
+    elsewhere = {**machine_fingerprint(1), "torch_version": "1.0.0", "cpu_model": "Some Other CPU"}
+    table = LatencyTable(header(torch_version="1.0.0", fingerprint=elsewhere))
     reasons = table.stale_reasons()
-    assert any("torch 1.0.0 there" in r for r in reasons) and any("Some Other CPU" in r for r in reasons)
+    assert any("torch_version '1.0.0' there" in r for r in reasons) and any("Some Other CPU" in r for r in reasons)
     with pytest.warns(StaleTableWarning, match=r"re-measure with `nni-hwnas profile --profile host-cpu-1t"):
         table.warn_if_stale()
     assert LatencyTable(header()).stale_reasons() == []
@@ -209,10 +211,20 @@ def test_profiler_resumes_without_remeasuring(tmp_path, monkeypatch):
     monkeypatch.setattr(profiler, "time_layer", real_time_layer)
     report = profile_spaces(open_table(profile, path, FAST), profile, [definition], FAST, fit_models=4, progress=False)
     total = len(definition.enumerate_layers())
-    assert (report.layers_kept, report.layers_measured, report.models_measured) == (5, total - 5, 4)
+    assert (report.layers_kept, report.layers_measured) == (5, total - 5)
+    assert report.models_kept + report.models_measured == 4 and report.models_kept >= 1  # interleaved with rows
     again = profile_spaces(open_table(profile, path, FAST), profile, [definition], FAST, fit_models=4, progress=False)
     assert (again.layers_measured, again.models_measured, again.models_kept) == (0, 0, 4)
     assert len(LatencyTable.load(path).runs) == 3
+
+
+def test_interleave_spreads_whole_models_among_rows():
+    from nni_hwnas.hardware.profiler import interleave
+
+    merged = interleave(list(range(10)), ["a", "b"])
+    assert merged == ["a", 0, 1, 2, 3, 4, "b", 5, 6, 7, 8, 9]
+    assert interleave([], ["a"]) == ["a"] and interleave([1, 2], []) == [1, 2]
+    assert interleave([1], ["a", "b", "c"]) == ["a", 1, "b", "c"]
 
 
 def test_stalled_rows_are_those_far_above_their_kernels_trend():
@@ -358,9 +370,9 @@ def test_stale_shipped_style_table_warns_when_loaded_for_prediction(tmp_path):
     from nni_hwnas.hardware.costs import load_table
 
     table, _ = hand_made_table()
-    table.header.torch_version = "0.0.1"
+    table.header.fingerprint = {**table.header.fingerprint, "torch_version": "0.0.1"}
     path = table.save(tmp_path / "old.json")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         load_table(load_profile("host-cpu-1t"), path)
-    assert any(issubclass(w.category, StaleTableWarning) and "torch 0.0.1" in str(w.message) for w in caught)
+    assert any(issubclass(w.category, StaleTableWarning) and "torch_version '0.0.1'" in str(w.message) for w in caught)

@@ -78,7 +78,7 @@ def staged_predictor(definition: Any) -> Any:
 def setup_for(dataset: str, data_root: Path, preset: str = PRESET) -> dict[str, Any]:
     """What every run on ``dataset`` shares: shapes, bounds, the latency budget, the cache file."""
     from nni_hwnas.data.datasets import load_dataset
-    from nni_hwnas.evaluation.cost_trial import load_predictor
+    from nni_hwnas.hardware.costs import load_predictor
     from nni_hwnas.hardware.profiles import load_profile
     from search_spaces.layers import parameter_count
     from search_spaces.registry import load_preset, make_definition

@@ -17,18 +17,24 @@ from nni_hwnas.hardware.cost_model import estimate_cost
 from nni_hwnas.data.datasets import load_dataset
 from nni_hwnas.metrics import is_finite_metrics
 from nni_hwnas.evaluation.reward import default_value
-from nni_hwnas.hardware.timing import measure_model_latency, torch_threads
+from nni_hwnas.hardware.timing import TimingSettings, measure_model_latency, torch_threads
 from nni_hwnas.evaluation.training import TrainSettings, TrainingDiverged, train_model
 from nni_hwnas.nni_compat.freeze import reinitialise
 
 
 def profile_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str, Any]) -> tuple[dict[str, float], Any]:
     """Costs predicted on ``hardware['profile']`` (its table and budgets), with ``within_budget``."""
+    metrics, device, _ = _predicted_costs(layer_specs, definition, hardware)
+    return metrics, device
+
+
+def _predicted_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str, Any]) -> tuple[dict, Any, Any]:
     from nni_hwnas.hardware.costs import cost_metrics, load_predictor
     from nni_hwnas.hardware.profiles import load_profile
 
     device = load_profile(hardware["profile"]).with_budgets(hardware.get("budgets") or None)
-    return cost_metrics(layer_specs, load_predictor(device, definition, hardware.get("table")), device), device
+    predictor = load_predictor(device, definition, hardware.get("table"))
+    return cost_metrics(layer_specs, predictor, device), device, predictor
 
 
 def hardware_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str, Any] | None,
@@ -37,21 +43,25 @@ def hardware_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str
     """Cost metrics: predicted on the profile's device (with its budgets), or measured here.
 
     With a profile, ``latency_ms`` comes from its lookup table and ``within_budget`` checks its
-    budgets; ``measure_latency`` adds this host's measurement as ``latency_measured_ms``. Without
-    one, ``latency_ms`` is measured on this host at batch 1 and there is no budget.
+    budgets; ``measure_latency`` adds this host's measurement as ``latency_measured_ms``, timed
+    exactly like the table's rows (its statistic, warm-up, repeats and cycled inputs), so the two
+    can be compared. Without one, ``latency_ms`` is measured on this host at batch 1 with the
+    default timer settings and ``latency_repeats`` timed runs at most, and there is no budget.
     """
     hardware = dict(hardware or {})
     if hardware.get("profile"):
-        metrics, device = profile_costs(layer_specs, definition, hardware)
+        metrics, device, predictor = _predicted_costs(layer_specs, definition, hardware)
         if hardware.get("measure_latency"):
+            settings = predictor.table.timing_settings() if predictor is not None else TimingSettings()
             measured = measure_model_latency(network, tuple(input_shape), batch_size=device.batch_size,
-                                              threads=device.threads, n_repeats=latency_repeats)
-            metrics["latency_measured_ms"] = measured.median_ms
+                                             threads=device.threads, settings=settings)
+            metrics["latency_measured_ms"] = measured.value(settings.statistic)
         return metrics
+    settings = TimingSettings(n_repeats=latency_repeats, min_repeats=min(latency_repeats, TimingSettings.min_repeats))
     measured = measure_model_latency(network, tuple(input_shape), batch_size=1, threads=default_threads,
-                                     n_repeats=latency_repeats)
-    return {**estimate_cost(layer_specs).as_metrics(), "latency_ms": measured.median_ms,
-            "latency_measured_ms": measured.median_ms, "within_budget": 1}
+                                     settings=settings).value(settings.statistic)
+    return {**estimate_cost(layer_specs).as_metrics(), "latency_ms": measured,
+            "latency_measured_ms": measured, "within_budget": 1}
 
 
 def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], training: Mapping[str, Any],

@@ -85,12 +85,15 @@ class HardwareConfig:
 
     With a profile, ``latency_ms`` is predicted from its lookup table and ``within_budget`` checks
     its budgets; without one (``profile: null``) latency is measured on this host at batch 1.
+    With no table measured on this machine for the space, ``on_first_use: profile`` measures one
+    into the user's cache before the search starts; ``refuse`` stops with the command instead.
     """
 
     profile: str | None = None
     table: str | None = None
     budgets: dict = field(default_factory=dict)
     measure_latency: bool = False
+    on_first_use: str = _bounded("profile", choices=("profile", "refuse"))
 
 
 @dataclass
@@ -105,6 +108,17 @@ class ExperimentConfig:
 
 
 @dataclass
+class TrainingServiceConfig:
+    """Where trials run: ``local`` (this machine) or ``remote`` (NNI's SSH training service over
+    ``machines``: host, port, user, ssh_key_file, python_path); see
+    :mod:`nni_hwnas.experiment.training_service`."""
+
+    platform: str = _bounded("local", choices=("local", "remote"))
+    nni_manager_ip: str | None = None
+    machines: list = field(default_factory=list)
+
+
+@dataclass
 class RunConfig:
     """One search: data, space, evaluator, strategy and the NNI experiment around them."""
 
@@ -116,6 +130,7 @@ class RunConfig:
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    training_service: TrainingServiceConfig = field(default_factory=TrainingServiceConfig)
     output: str | None = None
     source: str | None = field(default=None, metadata={"internal": True})
 

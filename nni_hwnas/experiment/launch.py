@@ -91,6 +91,7 @@ def prepare(config: RunConfig) -> PreparedSearch:
                         download=config.dataset.download, val_fraction=config.dataset.val_fraction,
                         test_fraction=config.dataset.test_fraction)
     definition = make_definition(space_name, choices, data.input_shape, data.num_classes)
+    training_service(config)  # a bad machine list fails before any profiling
     device, predictor = prepare_hardware(config, definition)
     return PreparedSearch(config, space_name, {k: list(v) for k, v in definition.choices.items()},
                           definition, tuple(data.input_shape), data.num_classes, data.source, device, predictor)
@@ -107,11 +108,31 @@ def prepare_hardware(config: RunConfig, definition: Any) -> tuple[Any, Any]:
     from nni_hwnas.hardware.profiles import load_profile
 
     device = load_profile(config.hardware.profile).with_budgets(config.hardware.budgets or None)
-    predictor = load_predictor(device, definition, config.hardware.table)
+    table = None
+    if device.measures_latency:
+        from nni_hwnas.hardware.table_cache import table_for_search
+
+        table = table_for_search(device, definition, config.hardware.table, config.hardware.on_first_use, seed=config.seed)
+    predictor = load_predictor(device, definition, table)
     if predictor is not None:
         predictor.check_coverage()
     check_budgets_reachable(definition, device, predictor)
     return device, predictor
+
+
+def training_service(config: RunConfig) -> tuple[Any, str | None]:
+    """NNI's training-service config for ``training_service:`` (None for local) and the manager IP."""
+    from nni_hwnas.experiment.training_service import nni_training_service
+
+    ts = config.training_service
+    base = Path(config.source).parent if config.source else None
+    return nni_training_service(ts.platform, ts.machines, ts.nni_manager_ip, base)
+
+
+def searched_table(prepared: PreparedSearch) -> str | None:
+    """The latency table the driver checked the search against (None without a predictor)."""
+    table = prepared.predictor.table if prepared.predictor is not None else None
+    return str(table.path) if table is not None and table.path is not None else None
 
 
 def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print) -> Any:
@@ -131,19 +152,19 @@ def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print
                                           checkpoint=ev.reference_checkpoint, seed=cfg.seed, echo=echo)
         return FunctionalEvaluator(score_and_report, dataset=trial_dataset_args(cfg), proxy=ev.proxy, seed=cfg.seed,
                                    reference=reference, batch_size=ev.proxy_batch_size, train_steps=ev.train_steps,
-                                   threads=ev.threads, hardware=trial_hardware_args(cfg))
+                                   threads=ev.threads, hardware=trial_hardware_args(cfg, searched_table(prepared)))
     if ev.kind == "cost":
         from nni_hwnas.evaluation.cost_trial import report_costs
 
         if not cfg.hardware.profile:
             raise UserError("config: `evaluator.kind: cost` needs `hardware.profile` (e.g. host-cpu-1t)")
-        return FunctionalEvaluator(report_costs, profile=cfg.hardware.profile, table=cfg.hardware.table,
+        return FunctionalEvaluator(report_costs, profile=cfg.hardware.profile, table=searched_table(prepared),
                                    budgets=dict(cfg.hardware.budgets or {}), default_metric=ev.cost_metric)
     from nni_hwnas.evaluation.trial import train_and_report
 
     return FunctionalEvaluator(train_and_report, dataset=trial_dataset_args(cfg), training=trial_training_args(cfg),
                                seed=cfg.seed, threads=ev.threads, latency_repeats=ev.latency_repeats,
-                               objective=trial_objective_args(cfg), hardware=trial_hardware_args(cfg))
+                               objective=trial_objective_args(cfg), hardware=trial_hardware_args(cfg, searched_table(prepared)))
 
 
 def train_top_of_front(prepared: PreparedSearch, front: list[dict[str, Any]], echo: Callable[[str], None]) -> list[dict]:
@@ -162,7 +183,7 @@ def train_top_of_front(prepared: PreparedSearch, front: list[dict[str, Any]], ec
         metrics = evaluate_architecture(prepared.definition.describe(sample), trial_dataset_args(cfg),
                                         trial_training_args(cfg), cfg.seed, cfg.evaluator.threads,
                                         cfg.evaluator.latency_repeats, definition=prepared.definition,
-                                        hardware=trial_hardware_args(cfg))
+                                        hardware=trial_hardware_args(cfg, searched_table(prepared)))
         trained.append({"trial_id": row["trial_id"], "sample": sample, "proxy_score": row.get("default"),
                         "trained_accuracy": metrics["accuracy"], "latency_ms": metrics["latency_ms"],
                         "train_seconds": metrics["train_seconds"]})
@@ -273,9 +294,11 @@ def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tup
                                     working_directory=config.experiment.working_directory,
                                     max_trials=config.experiment.max_trials,
                                     concurrency=config.experiment.concurrency)
+        use_training_service(experiment.config, config)
         return experiment, strategy
     experiment = ResumableNasExperiment(space, evaluator, strategy)
     exp_cfg = experiment.config
+    use_training_service(exp_cfg, config)
     exp_cfg.experiment_name = config.name
     exp_cfg.max_trial_number = config.experiment.max_trials
     exp_cfg.trial_concurrency = config.experiment.concurrency
@@ -310,6 +333,14 @@ def check_before_start(prepared: PreparedSearch, *, output: str | Path | None, r
     for orphan in manager_guard.find_orphans(workdir):
         echo(f"nni-hwnas: warning: {manager_guard.orphan_line(orphan)}")
     return meaning
+
+
+def use_training_service(exp_cfg: Any, config: RunConfig) -> None:
+    """Point the NNI experiment at the remote machines of ``training_service:`` (local: unchanged)."""
+    service, manager_ip = training_service(config)
+    if service is not None:
+        exp_cfg.training_service = service
+        exp_cfg.nni_manager_ip = manager_ip
 
 
 def run_search(config: RunConfig, *, port: int | None = None, output: str | Path | None = None,

@@ -44,12 +44,15 @@ def trial_training_args(config: RunConfig) -> dict[str, Any]:
             "train_subset": ev.train_subset, "augment": ev.augment}
 
 
-def trial_hardware_args(config: RunConfig) -> dict[str, Any] | None:
-    """The device profile a trial predicts costs on (absolute paths), or None to measure here."""
+def trial_hardware_args(config: RunConfig, table: str | None = None) -> dict[str, Any] | None:
+    """The device profile a trial predicts costs on (absolute paths), or None to measure here.
+
+    ``table`` is the one the driver chose (:func:`~nni_hwnas.hardware.table_cache.table_for_search`),
+    so trials predict from the table the search was checked against, not their own guess."""
     hw = config.hardware
     if not hw.profile:
         return None
-    return {"profile": hw.profile, "table": hw.table, "budgets": dict(hw.budgets or {}),
+    return {"profile": hw.profile, "table": table or hw.table, "budgets": dict(hw.budgets or {}),
             "measure_latency": hw.measure_latency}
 
 

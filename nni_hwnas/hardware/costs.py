@@ -25,16 +25,23 @@ _TABLES: dict[tuple[str, str], LatencyTable] = {}
 
 def load_table(profile: DeviceProfile, table: str | Path | LatencyTable | None = None,
                warn_stale: bool = True) -> LatencyTable:
-    """The profile's table (or ``table``), read once per process; warns when measured elsewhere."""
+    """The profile's table (or ``table``), read once per process; warns when measured elsewhere.
+
+    Without ``table``: the bundled one where it describes this host, else this host's cached one
+    (:func:`~nni_hwnas.hardware.table_cache.default_table`)."""
     if isinstance(table, LatencyTable):
         return table
     if not profile.measures_latency:
         raise UserError(f"profile {profile.name!r} is budget-only: it has no latency table to load")
-    path = Path(table) if table is not None else profile.latency_table
+    if table is None:
+        from nni_hwnas.hardware.table_cache import default_table
+
+        table = default_table(profile)
+    path = Path(table)
     cache_key = (profile.name, str(Path(path).resolve()))
     if cache_key not in _TABLES:
         loaded = LatencyTable.load(path, profile.name)
-        if warn_stale:
+        if warn_stale and not profile.remote:  # an SSH device's table describes that device
             loaded.warn_if_stale(threads=profile.threads)
         _TABLES[cache_key] = loaded
     return _TABLES[cache_key]

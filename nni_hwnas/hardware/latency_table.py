@@ -172,7 +172,9 @@ class ModelMeasurement:
 @dataclass
 class TableHeader:
     """How and where a table was measured. ``statistic`` is what lookups return (and what whole-model
-    ground truth must use too); ``machine`` holds the CPU or GPU name the staleness check compares."""
+    ground truth must use too); ``machine`` describes the host for people, ``fingerprint`` (CPU model
+    and flags, threads, torch) is what the staleness check compares. Tables written before
+    fingerprints existed have none and count as stale: nothing says which machine they describe."""
 
     profile: str
     device: str
@@ -185,6 +187,7 @@ class TableHeader:
     n_inputs: int
     torch_version: str
     machine: dict[str, Any]
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # see nni_hwnas.hardware.fingerprint
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     format_version: int = FORMAT_VERSION
 
@@ -272,18 +275,45 @@ class LatencyTable:
 
     # --- staleness ------------------------------------------------------------------------
     def stale_reasons(self, environment: Mapping[str, Any] | None = None, threads: int | None = None) -> list[str]:
-        """Why this table may not describe this machine now (empty when it does)."""
-        env = environment or current_environment(self.header.device)
+        """Why this table may not describe this machine now (empty when it does).
+
+        ``environment`` is a :func:`current_environment`-style dict (``fingerprint`` and/or
+        ``torch_version`` and ``machine``), this host's by default.
+        """
+        from nni_hwnas.hardware.fingerprint import fingerprint_differences, machine_fingerprint
+
+        header = self.header
+        env = dict(environment or {})
+        if "fingerprint" not in env and not env:
+            env["fingerprint"] = machine_fingerprint(header.threads, header.device)
         reasons = []
-        if env["torch_version"] != self.header.torch_version:
-            reasons.append(f"torch {self.header.torch_version} there, {env['torch_version']} here")
-        theirs, ours = self.header.machine, env["machine"]
-        processor = "gpu" if self.header.device == "cuda" else "cpu_model"
-        if theirs.get(processor) != ours.get(processor):
-            reasons.append(f"{processor} {theirs.get(processor)!r} there, {ours.get(processor)!r} here")
-        if threads is not None and threads != self.header.threads:
-            reasons.append(f"measured with {self.header.threads} thread(s), the profile now uses {threads}")
+        if header.fingerprint and "fingerprint" in env:
+            ours = {**env["fingerprint"], "threads": header.threads}  # a thread change is named below
+            reasons += fingerprint_differences(header.fingerprint, ours)
+        else:
+            if not header.fingerprint:
+                reasons.append("the table has no machine fingerprint (measured before nni-hwnas recorded CPU flags)")
+            current = current_environment(header.device) if "machine" not in env else env
+            if current["torch_version"] != header.torch_version:
+                reasons.append(f"torch {header.torch_version} there, {current['torch_version']} here")
+            processor = "gpu" if header.device == "cuda" else "cpu_model"
+            if header.machine.get(processor) != current["machine"].get(processor):
+                reasons.append(f"{processor} {header.machine.get(processor)!r} there, "
+                               f"{current['machine'].get(processor)!r} here")
+        if threads is not None and threads != header.threads:
+            reasons.append(f"measured with {header.threads} thread(s), the profile now uses {threads}")
         return reasons
+
+    def timing_settings(self) -> Any:
+        """The :class:`~nni_hwnas.hardware.timing.TimingSettings` the rows were measured with, so a
+        trial's own measurement can be taken exactly the same way (issue: one timer)."""
+        from nni_hwnas.hardware.timing import TimingSettings
+
+        header = self.header
+        last = next((run["settings"] for run in reversed(self.runs) if isinstance(run.get("settings"), dict)), {})
+        extra = {name: last[name] for name in ("min_repeats", "max_seconds", "noisy_retries") if name in last}
+        return TimingSettings(warmup_runs=header.warmup_runs, n_repeats=header.n_repeats, n_inputs=header.n_inputs,
+                              statistic=header.statistic, **extra)
 
     def warn_if_stale(self, threads: int | None = None, environment: Mapping[str, Any] | None = None) -> list[str]:
         """Warn (once per call) when the table was measured elsewhere; returns the reasons."""

@@ -21,12 +21,11 @@ per shape on two cores.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -36,30 +35,12 @@ from search_spaces.layers import LayerSpec, build_layer, build_network
 from search_spaces.ops import operator
 
 from nni_hwnas.errors import UserError
-from nni_hwnas.hardware.latency_table import (STATISTICS, LatencyTable, LayerKey, ModelMeasurement, TableHeader, Timing,
+from nni_hwnas.hardware.latency_table import (LatencyTable, LayerKey, ModelMeasurement, TableHeader, Timing,
                             correction_context, current_environment, space_context)
+from nni_hwnas.hardware.fingerprint import machine_fingerprint
 from nni_hwnas.hardware.predictor import LatencyCorrection, fit_corrections
 from nni_hwnas.hardware.profiles import DeviceProfile
-from nni_hwnas.hardware.timing import torch_threads
-
-
-@dataclass(frozen=True)
-class TimingSettings:
-    """How one layer or model is timed. ``max_seconds`` caps the repeats of slow ones."""
-
-    warmup_runs: int = 100
-    n_repeats: int = 300
-    min_repeats: int = 30
-    max_seconds: float = 0.5
-    statistic: str = "min"
-    noisy_retries: int = 2
-    n_inputs: int = 16
-
-    def __post_init__(self) -> None:
-        if self.n_repeats < 1 or self.min_repeats < 1 or self.warmup_runs < 0 or self.max_seconds <= 0 \
-                or self.noisy_retries < 0 or self.n_inputs < 1 or self.statistic not in STATISTICS:
-            raise UserError(f"timing: repeats must be >= 1, warm-up and retries >= 0, max_seconds > 0, "
-                            f"statistic one of {', '.join(STATISTICS)}; got {self}")
+from nni_hwnas.hardware.timing import TimingSettings, time_series, timing_inputs
 
 
 def _device_of(profile: DeviceProfile) -> str:
@@ -71,70 +52,21 @@ def _device_of(profile: DeviceProfile) -> str:
     return "cuda" if profile.kind == "cuda" else "cpu"
 
 
-def _time_once(module: torch.nn.Module, inputs: Sequence[torch.Tensor], threads: int,
-               settings: TimingSettings) -> Timing:
-    """One warm-up and timed series of ``module(x)``, ``x`` cycling through ``inputs``."""
-    module.eval()
-    sync: Callable[[], None] = torch.cuda.synchronize if inputs[0].is_cuda else (lambda: None)
-    count = len(inputs)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        with torch_threads(threads), torch.inference_mode():
-            warm_start = time.perf_counter()
-            warm_runs = 0
-            while warm_runs < max(settings.warmup_runs, 1):
-                module(inputs[warm_runs % count])
-                sync()
-                warm_runs += 1
-                if warm_runs >= 3 and time.perf_counter() - warm_start > settings.max_seconds / 2:
-                    break
-            per_run_s = (time.perf_counter() - warm_start) / warm_runs
-            repeats = int(np.clip(settings.max_seconds / max(per_run_s, 1e-9), settings.min_repeats, settings.n_repeats))
-            times = np.empty(repeats)
-            for i in range(repeats):
-                x = inputs[i % count]
-                start = time.perf_counter()
-                module(x)
-                sync()
-                times[i] = (time.perf_counter() - start) * 1000.0
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return Timing.from_times_ms(times)
-
-
 def time_module(module: torch.nn.Module, inputs: Sequence[torch.Tensor], threads: int,
                 settings: TimingSettings) -> Timing:
-    """Time ``module`` in eval and inference mode on ``inputs`` in turn: warm-up, then repeats
-    within ``max_seconds``.
+    """Time ``module`` with the one timer (:func:`~nni_hwnas.hardware.timing.time_series`) and summarise."""
+    return Timing.from_times_ms(time_series(module, inputs, threads, settings))
 
-    Inputs cycle because a device never sees the same tensor twice in a row: with one fixed input
-    the CPU's branch predictors memorise the data-dependent branches of max-pooling, and a
-    64x28x28 pool measured alone ran in 121 µs against 274 µs with changing inputs; inside a
-    network the other layers spoil that memory, so fixed-input layer times did not add up (368 µs
-    summed, 460 µs whole) while cycled ones did (561.5 vs 561.0 µs).
 
-    The garbage collector is paused while timing (as ``timeit`` does); on CUDA each run is
-    synchronised so the time is the kernel's, not the launch's. A noisy series (IQR over 10% of
-    the median: another process took the core) is retried up to ``noisy_retries`` times, keeping
-    the series with the smallest statistic, since interference only ever adds time.
-    """
-    best = _time_once(module, inputs, threads, settings)
-    for _ in range(settings.noisy_retries):
-        if not best.noisy:
-            break
-        again = _time_once(module, inputs, threads, settings)
-        if again.value(settings.statistic) < best.value(settings.statistic):
-            best = again
-    return best
+def layer_input_shape(key: LayerKey, batch_size: int) -> tuple[int, ...]:
+    """The input shape the layer sees inside a network: its registry entry's ``input_shape`` (a
+    feature map, or a flat vector for a linear)."""
+    return (batch_size, *operator(key.op).input_shape(key))
 
 
 def layer_inputs(key: LayerKey, batch_size: int, device: str, count: int) -> list[torch.Tensor]:
-    """Random inputs of the shape the layer sees inside a network (its registry entry's
-    ``input_shape``: a feature map, or a flat vector for a linear)."""
-    shape = (batch_size, *operator(key.op).input_shape(key))
-    return [torch.randn(*shape, device=device) for _ in range(count)]
+    """Random inputs of the shape the layer sees inside a network."""
+    return timing_inputs(layer_input_shape(key, batch_size), count, device)
 
 
 def time_layer(key: LayerKey, profile: DeviceProfile, settings: TimingSettings) -> Timing:
@@ -150,28 +82,32 @@ def time_model(specs: Sequence[LayerSpec], input_shape: Sequence[int], profile: 
     device = _device_of(profile)
     torch.manual_seed(0)
     module = build_network(specs).to(device)
-    inputs = [torch.randn(profile.batch_size, *input_shape, device=device) for _ in range(settings.n_inputs)]
+    inputs = timing_inputs((profile.batch_size, *input_shape), settings.n_inputs, device)
     return time_module(module, inputs, profile.threads, settings)
 
 
-def new_table(profile: DeviceProfile, settings: TimingSettings) -> LatencyTable:
+def new_table(profile: DeviceProfile, settings: TimingSettings, environment: dict[str, Any] | None = None) -> LatencyTable:
+    """An empty table headed with where it is measured: this host, or ``environment`` (an SSH
+    device's ``torch_version``, ``machine`` and ``fingerprint``)."""
     device = _device_of(profile)
-    env = current_environment(device)
+    env = environment or {**current_environment(device), "fingerprint": machine_fingerprint(profile.threads, device)}
     header = TableHeader(profile=profile.name, device=device, threads=profile.threads, batch_size=profile.batch_size,
                          precision=profile.precision, statistic=settings.statistic, warmup_runs=settings.warmup_runs,
                          n_repeats=settings.n_repeats, n_inputs=settings.n_inputs, torch_version=env["torch_version"],
-                         machine=env["machine"])
+                         machine=env["machine"], fingerprint=env["fingerprint"])
     return LatencyTable(header)
 
 
-def open_table(profile: DeviceProfile, path: Path, settings: TimingSettings, fresh: bool = False) -> LatencyTable:
+def open_table(profile: DeviceProfile, path: Path, settings: TimingSettings, fresh: bool = False,
+               environment: dict[str, Any] | None = None) -> LatencyTable:
     """The table to extend: the existing one at ``path`` (resume) or a new one.
 
     Rows measured under other conditions are never mixed in: an existing table with another thread
-    count, batch, statistic or machine is an error that points at ``--fresh``.
+    count, batch, statistic or machine (this host, or the SSH device ``environment`` describes) is
+    an error that points at ``--fresh``.
     """
     if fresh or not path.exists():
-        table = new_table(profile, settings)
+        table = new_table(profile, settings, environment)
         table.path = path
         return table
     table = LatencyTable.load(path, profile.name)
@@ -179,7 +115,7 @@ def open_table(profile: DeviceProfile, path: Path, settings: TimingSettings, fre
     differs = [f"{name} {getattr(header, name)!r} there, {value!r} now" for name, value in
                (("threads", profile.threads), ("batch_size", profile.batch_size), ("statistic", settings.statistic),
                 ("n_inputs", settings.n_inputs), ("device", _device_of(profile))) if getattr(header, name) != value]
-    differs += table.stale_reasons()
+    differs += table.stale_reasons(environment)
     if differs:
         raise UserError(f"latency table {path} was measured differently ({'; '.join(differs)}); "
                         f"start it over with --fresh or pass another --table")
@@ -237,6 +173,92 @@ def stalled_rows(table: LatencyTable, keys: Sequence[LayerKey], factor: float = 
     return suspects
 
 
+class LocalMeasurer:
+    """Times rows and whole models on this host with the one timer."""
+
+    where = "local"
+
+    def __init__(self, profile: DeviceProfile, settings: TimingSettings) -> None:
+        self.profile, self.settings = profile, settings
+
+    def layer(self, key: LayerKey) -> Timing:
+        return time_layer(key, self.profile, self.settings)
+
+    def model(self, specs: Sequence[LayerSpec], input_shape: Sequence[int]) -> Timing:
+        return time_model(specs, input_shape, self.profile, self.settings)
+
+
+def interleave(rows: Sequence[Any], models: Sequence[Any]) -> list[Any]:
+    """Rows and whole models merged evenly (a model after every ``len(rows)/len(models)`` rows)."""
+    merged: list[Any] = []
+    step = len(rows) / len(models) if models else 0.0
+    next_model = 0
+    for i, row in enumerate(rows):
+        while next_model < len(models) and next_model * step <= i:
+            merged.append(models[next_model])
+            next_model += 1
+        merged.append(row)
+    return merged + list(models[next_model:])
+
+
+def noise_summary(table: LatencyTable, keys: Sequence[LayerKey]) -> dict[str, Any]:
+    """How disturbed the rows were: median and 90th percentile of IQR/median, noisy count, load."""
+    import os
+
+    ratios = [table.rows[k].iqr_ms / table.rows[k].median_ms for k in keys if table.rows[k].median_ms > 0]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"rows": len(ratios), "noisy_rows": int(sum(r > 0.10 for r in ratios)),
+            "iqr_over_median_p50": round(float(np.median(ratios)), 4) if ratios else None,
+            "iqr_over_median_p90": round(float(np.percentile(ratios, 90)), 4) if ratios else None,
+            "driver_loadavg_1min": load}
+
+
+def plan_profile(table: LatencyTable, definitions: Sequence[SpaceDefinition], fit_models: int,
+                 seed: int) -> tuple[list[LayerKey], list[LayerKey], list[tuple], int]:
+    """What a profiling run measures: (all layer keys, keys missing from ``table``, whole-model
+    jobs ``(definition, context, arch_id, sample)`` missing from it, whole models already there)."""
+    keys = list(dict.fromkeys(LayerKey.from_spec(s) for d in definitions for s in d.enumerate_layers()))
+    todo = [key for key in keys if key not in table]
+    jobs, kept = [], 0
+    groups: dict[str, SpaceDefinition] = {}
+    for definition in definitions:  # class counts change one row only: fit models once per shape
+        groups.setdefault(correction_context(space_context(definition)), definition)
+    known = table.model_ids()
+    for definition in groups.values():
+        context = space_context(definition)
+        for sample in sample_models(definition, fit_models, seed):
+            arch_id = definition.arch_id(sample)
+            if (context, arch_id) in known:
+                kept += 1
+            else:
+                jobs.append((definition, context, arch_id, sample))
+    return keys, todo, jobs, kept
+
+
+def estimate_seconds(table: LatencyTable, profile: DeviceProfile, definitions: Sequence[SpaceDefinition],
+                     settings: TimingSettings, fit_models: int, seed: int, sample_rows: int = 3,
+                     measurer: Any = None) -> tuple[int, int, float]:
+    """(layer rows, whole models, seconds) a profiling run will take here, from timing up to
+    ``sample_rows`` of the missing rows now (smallest, middle, largest; kept in the table, so
+    nothing is measured twice). A whole model is budgeted like the slowest sampled row."""
+    from nni_hwnas.hardware.cost_model import layer_macs
+
+    _, todo, jobs, _ = plan_profile(table, definitions, fit_models, seed)
+    by_size = sorted(todo, key=lambda key: layer_macs(key.to_spec()))
+    picks = list(dict.fromkeys(by_size[int(i * (len(by_size) - 1) / max(sample_rows - 1, 1))]
+                               for i in range(sample_rows))) if by_size else []
+    walls = []
+    measure = measurer or LocalMeasurer(profile, settings)
+    for key in picks:
+        start = time.perf_counter()
+        table.rows[key] = measure.layer(key)
+        walls.append(time.perf_counter() - start)
+    per_row = sum(walls) / len(walls) if walls else 1.5 * settings.max_seconds
+    per_model = max(walls, default=1.5 * settings.max_seconds)
+    remaining = len(todo) - len(picks)
+    return len(todo), len(jobs), remaining * per_row + len(jobs) * per_model
+
+
 @dataclass
 class ProfileReport:
     """What a profiling run did, for the CLI's summary line."""
@@ -250,15 +272,21 @@ class ProfileReport:
     noisy_layers: int = 0
     seconds: float = 0.0
     corrections: dict[str, LatencyCorrection] = field(default_factory=dict)
+    noise: dict[str, Any] = field(default_factory=dict)
     contexts: list[str] = field(default_factory=list)
 
 
 def profile_spaces(table: LatencyTable, profile: DeviceProfile, definitions: Sequence[SpaceDefinition],
                    settings: TimingSettings, fit_models: int = 40, seed: int = 0, progress: bool = True,
-                   save_every_s: float = 10.0) -> ProfileReport:
+                   save_every_s: float = 10.0, measurer: Any = None) -> ProfileReport:
     """Measure every layer of ``definitions`` missing from ``table``, then ``fit_models`` whole models per
     space and input shape, refit the corrections on all whole models in the table, and save.
 
+    Rows and whole models are measured interleaved (:func:`interleave`), so a spell of load from
+    another process disturbs both alike instead of biasing the correction; afterwards rows whose
+    spread (IQR over 10% of the median) or trend (:func:`stalled_rows`) says they were disturbed
+    are re-measured, keeping the smaller time, and the noise left is recorded in the run entry.
+    ``measurer`` times the rows (:class:`LocalMeasurer` here by default; the SSH one on a device).
     Saves every ``save_every_s`` seconds and on any interruption (the exception propagates).
     """
     from tqdm import tqdm
@@ -267,8 +295,7 @@ def profile_spaces(table: LatencyTable, profile: DeviceProfile, definitions: Seq
         raise ValueError("the table needs a path to be saved to")
     started = time.perf_counter()
     report = ProfileReport(path=table.path, contexts=[space_context(d) for d in definitions])
-    keys = list(dict.fromkeys(LayerKey.from_spec(s) for d in definitions for s in d.enumerate_layers()))
-    todo = [key for key in keys if key not in table]
+    keys, todo, jobs, report.models_kept = plan_profile(table, definitions, fit_models, seed)
     report.layers_kept = len(keys) - len(todo)
     last_save = time.perf_counter()
 
@@ -278,46 +305,36 @@ def profile_spaces(table: LatencyTable, profile: DeviceProfile, definitions: Seq
             table.save()
             last_save = time.perf_counter()
 
+    measure = measurer or LocalMeasurer(profile, settings)
     try:
-        bar = tqdm(todo, desc=f"{profile.name}: layers", unit="layer", disable=not progress, leave=True)
-        for key in bar:
-            bar.set_postfix_str(key.describe(), refresh=False)
-            timing = time_layer(key, profile, settings)
-            table.rows[key] = timing
-            report.layers_measured += 1
-            report.noisy_layers += timing.noisy
+        tasks = interleave(todo, jobs)
+        bar = tqdm(tasks, desc=f"{profile.name}: layers and whole models", unit="item", disable=not progress,
+                   leave=True)
+        for task in bar:
+            if isinstance(task, LayerKey):
+                bar.set_postfix_str(task.describe(), refresh=False)
+                table.rows[task] = measure.layer(task)
+                report.layers_measured += 1
+            else:
+                definition, context, arch_id, sample = task
+                specs = definition.describe(sample)
+                table.models.append(ModelMeasurement(context, arch_id, sample,
+                                                     tuple(LayerKey.from_spec(s) for s in specs),
+                                                     measure.model(specs, definition.input_shape)))
+                report.models_measured += 1
             maybe_save()
-        for _ in range(settings.noisy_retries):
-            suspects = stalled_rows(table, keys)
-            for key in tqdm(suspects, desc=f"{profile.name}: re-measuring stalled layers", unit="layer",
+        for _ in range(settings.noisy_retries):  # later is another moment: a burst of load has passed
+            suspects = list(dict.fromkeys(stalled_rows(table, keys) + [k for k in keys if table.rows[k].noisy]))
+            for key in tqdm(suspects, desc=f"{profile.name}: re-measuring disturbed layers", unit="layer",
                             disable=not progress or not suspects, leave=True):
-                again = time_layer(key, profile, settings)
+                again = measure.layer(key)
                 if again.value(settings.statistic) < table.rows[key].value(settings.statistic):
                     table.rows[key] = again
                 report.layers_remeasured += 1
                 maybe_save()
+        report.noisy_layers = sum(table.rows[k].noisy for k in keys)
+        report.noise = noise_summary(table, keys)
         maybe_save(force=True)
-        jobs = []
-        groups: dict[str, SpaceDefinition] = {}
-        for definition in definitions:  # class counts change one row only: fit models once per shape
-            groups.setdefault(correction_context(space_context(definition)), definition)
-        for definition in groups.values():
-            context = space_context(definition)
-            known = table.model_ids()
-            for sample in sample_models(definition, fit_models, seed):
-                arch_id = definition.arch_id(sample)
-                if (context, arch_id) in known:
-                    report.models_kept += 1
-                else:
-                    jobs.append((definition, context, arch_id, sample))
-        bar = tqdm(jobs, desc=f"{profile.name}: whole models", unit="model", disable=not progress, leave=True)
-        for definition, context, arch_id, sample in bar:
-            specs = definition.describe(sample)
-            timing = time_model(specs, definition.input_shape, profile, settings)
-            table.models.append(ModelMeasurement(context, arch_id, sample,
-                                                 tuple(LayerKey.from_spec(s) for s in specs), timing))
-            report.models_measured += 1
-            maybe_save()
         if table.models:
             report.corrections = fit_corrections(table)
             table.corrections = {context: c.to_dict() for context, c in report.corrections.items()}
@@ -326,6 +343,7 @@ def profile_spaces(table: LatencyTable, profile: DeviceProfile, definitions: Seq
         table.runs.append({"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            "contexts": report.contexts, "layers_measured": report.layers_measured,
                            "models_measured": report.models_measured, "seconds": round(report.seconds, 1),
-                           "settings": dataclasses.asdict(settings)})
+                           "layers_remeasured": report.layers_remeasured, "noise": report.noise,
+                           "settings": dataclasses.asdict(settings), "measured_by": measure.where})
         table.save()
     return report

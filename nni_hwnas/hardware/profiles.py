@@ -2,7 +2,8 @@
 
 A profile says how the device runs a network (``threads``, ``batch_size``, ``precision``), where its
 measured latency table lives (``latency_table``, a file beside the YAML; none for a budget-only
-device) and which budgets apply (``budgets``: ``latency_ms``, ``params``, ``flops`` (MACs),
+device), where the device is when it is not this host (``ssh: user@host[:port]`` and the device's
+``python``, for ``nni-hwnas profile --ssh``) and which budgets apply (``budgets``: ``latency_ms``, ``params``, ``flops`` (MACs),
 ``peak_mem_kb``, ``param_kb``; ``null`` means no limit). Keys are snake_case and strict: an unknown
 key is named with the closest valid one. No latency is ever assumed for a device nobody measured.
 """
@@ -24,7 +25,7 @@ PROFILE_DIR = Path(hw_profiles.__file__).resolve().parent
 KINDS = ("cpu", "cuda", "budget-only")
 BYTES_PER_VALUE = {"float32": 4, "float16": 2, "int8": 1}
 PROFILE_KEYS = ("name", "version", "description", "kind", "threads", "batch_size", "precision",
-                "budgets", "latency_table")
+                "budgets", "latency_table", "ssh", "python")
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,13 @@ class DeviceProfile:
     version: int = 1
     description: str = ""
     source: Path | None = None
+    ssh: str | None = None
+    python: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        """True for a device reached over SSH: its table describes that device, not this host."""
+        return self.ssh is not None
 
     @property
     def measures_latency(self) -> bool:
@@ -200,7 +208,13 @@ def parse_profile(data: Any, path: Path) -> DeviceProfile:
     version = data.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int):
         raise UserError(f"{where}: `version` must be an integer, got {version!r}")
+    for key in ("ssh", "python"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise UserError(f"{where}: `{key}` must be a string (ssh: user@host[:port], python: /path/to/python)")
+    if data.get("python") is not None and data.get("ssh") is None:
+        raise UserError(f"{where}: `python` names the interpreter on an SSH device; add `ssh: user@host[:port]`")
     return DeviceProfile(
+        ssh=data.get("ssh"), python=data.get("python"),
         name=data["name"], kind=kind, threads=_resolve_threads(data.get("threads", 1), where),
         batch_size=batch, precision=precision, budgets=budgets,
         latency_table=(path.parent / table).resolve() if table else None,
