@@ -22,6 +22,7 @@ from nni_hwnas.hardware.latency_table import space_context
 from nni_hwnas.hardware.predictor import LatencyPredictor
 from nni_hwnas.hardware.profiles import DeviceProfile, load_profile
 
+
 def report_costs(model: Any, profile: str, table: str | None = None, budgets: Mapping[str, float] | None = None,
                  default_metric: str = "latency_ms") -> dict[str, float]:
     """NNI ``FunctionalEvaluator`` body: report a frozen model's costs without training.
