@@ -20,17 +20,16 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
-import numpy as np
 
 from search_spaces.layers import LayerSpec
 from search_spaces.ops import NO_ATTENTION, operator
 
 from nni_hwnas.errors import UserError
+from nni_hwnas.hardware.timing import STATISTICS, Timing, TimingSettings
 
 FORMAT_VERSION = 1
-STATISTICS = ("min", "p10", "median")
 # LayerSpec fields that do not change what inference executes (dropout is identity in eval mode).
 IGNORED_SPEC_FIELDS = ("dropout",)
 # Key fields newer than format 1's first tables: absent in a stored row means the default.
@@ -93,57 +92,6 @@ class LayerKey:
         flags = [name for name in ("batch_norm", "relu", "pool", "flatten", "residual") if getattr(self, name)]
         flags += [self.attention] if self.attention != NO_ATTENTION else []
         return f"{self.op} {shape}" + "".join(f" +{flag}" for flag in flags)
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Summary of repeated timings of one callable, in milliseconds, plus the raw times (µs, 0.1 µs
-    resolution, sorted: every statistic is a function of the multiset, not of the order)."""
-
-    times_us: tuple[float, ...]
-    median_ms: float
-    iqr_ms: float
-    p10_ms: float
-    min_ms: float
-
-    @classmethod
-    def from_times_ms(cls, times_ms: Sequence[float]) -> "Timing":
-        arr = np.asarray(times_ms, dtype=float)
-        if arr.size == 0:
-            raise ValueError("no timings")
-        q10, q25, q50, q75 = np.percentile(arr, [10, 25, 50, 75])
-        return cls(times_us=tuple(sorted(round(float(t) * 1000.0, 1) for t in arr)), median_ms=float(q50),
-                   iqr_ms=float(q75 - q25), p10_ms=float(q10), min_ms=float(arr.min()))
-
-    @property
-    def repeats(self) -> int:
-        return len(self.times_us)
-
-    @property
-    def noisy(self) -> bool:
-        """IQR over 10% of the median, the threshold torch.utils.benchmark warns at."""
-        return self.median_ms > 0 and self.iqr_ms / self.median_ms > 0.10
-
-    def value(self, statistic: str) -> float:
-        return {"min": self.min_ms, "p10": self.p10_ms, "median": self.median_ms}[statistic]
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form. Raw times go as ``times_sorted_delta_100ns``: the sorted times in integer steps
-        of 100 ns, each entry the step from the previous one (the first from zero): exact at that
-        resolution and about a third of the size of plain numbers, which keeps tables under 2 MB."""
-        steps = [int(round(t * 10)) for t in self.times_us]
-        deltas = [b - a for a, b in zip([0] + steps[:-1], steps)]
-        return {"median_ms": self.median_ms, "iqr_ms": self.iqr_ms, "p10_ms": self.p10_ms,
-                "min_ms": self.min_ms, "repeats": self.repeats, "times_sorted_delta_100ns": deltas}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Timing":
-        deltas = np.asarray(data["times_sorted_delta_100ns"], dtype=np.int64)
-        if deltas.ndim != 1 or deltas.size != int(data["repeats"]) or (deltas[1:] < 0).any():
-            raise ValueError(f"repeats {data['repeats']} but {deltas.size} raw times, or raw times not sorted")
-        times = tuple((np.cumsum(deltas) / 10.0).tolist())
-        return cls(times_us=times, median_ms=float(data["median_ms"]), iqr_ms=float(data["iqr_ms"]),
-                   p10_ms=float(data["p10_ms"]), min_ms=float(data["min_ms"]))
 
 
 @dataclass(frozen=True)
@@ -307,8 +255,6 @@ class LatencyTable:
     def timing_settings(self) -> Any:
         """The :class:`~nni_hwnas.hardware.timing.TimingSettings` the rows were measured with, so a
         trial's own measurement can be taken exactly the same way (issue: one timer)."""
-        from nni_hwnas.hardware.timing import TimingSettings
-
         header = self.header
         last = next((run["settings"] for run in reversed(self.runs) if isinstance(run.get("settings"), dict)), {})
         extra = {name: last[name] for name in ("min_repeats", "max_seconds", "noisy_retries") if name in last}

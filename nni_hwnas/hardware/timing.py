@@ -15,7 +15,7 @@ import contextlib
 import gc
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -25,6 +25,61 @@ except ImportError:  # inside the remote measuring script: only torch is there
     UserError = ValueError  # type: ignore[misc,assignment]
 
 STATISTICS = ("min", "p10", "median")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Summary of repeated timings of one callable, in milliseconds, plus the raw times (µs, 0.1 µs
+    resolution, sorted: every statistic is a function of the multiset, not of the order)."""
+
+    times_us: tuple[float, ...]
+    median_ms: float
+    iqr_ms: float
+    p10_ms: float
+    min_ms: float
+
+    @classmethod
+    def from_times_ms(cls, times_ms: Sequence[float]) -> "Timing":
+        import numpy as np  # here, not at the top: the device's measuring script ships this module with torch only
+
+        arr = np.asarray(times_ms, dtype=float)
+        if arr.size == 0:
+            raise ValueError("no timings")
+        q10, q25, q50, q75 = np.percentile(arr, [10, 25, 50, 75])
+        return cls(times_us=tuple(sorted(round(float(t) * 1000.0, 1) for t in arr)), median_ms=float(q50),
+                   iqr_ms=float(q75 - q25), p10_ms=float(q10), min_ms=float(arr.min()))
+
+    @property
+    def repeats(self) -> int:
+        return len(self.times_us)
+
+    @property
+    def noisy(self) -> bool:
+        """IQR over 10% of the median, the threshold torch.utils.benchmark warns at."""
+        return self.median_ms > 0 and self.iqr_ms / self.median_ms > 0.10
+
+    def value(self, statistic: str) -> float:
+        return {"min": self.min_ms, "p10": self.p10_ms, "median": self.median_ms}[statistic]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form. Raw times go as ``times_sorted_delta_100ns``: the sorted times in integer steps
+        of 100 ns, each entry the step from the previous one (the first from zero): exact at that
+        resolution and about a third of the size of plain numbers, which keeps tables under 2 MB."""
+        steps = [int(round(t * 10)) for t in self.times_us]
+        deltas = [b - a for a, b in zip([0] + steps[:-1], steps)]
+        return {"median_ms": self.median_ms, "iqr_ms": self.iqr_ms, "p10_ms": self.p10_ms,
+                "min_ms": self.min_ms, "repeats": self.repeats, "times_sorted_delta_100ns": deltas}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Timing":
+        import numpy as np
+
+        deltas = np.asarray(data["times_sorted_delta_100ns"], dtype=np.int64)
+        if deltas.ndim != 1 or deltas.size != int(data["repeats"]) or (deltas[1:] < 0).any():
+            raise ValueError(f"repeats {data['repeats']} but {deltas.size} raw times, or raw times not sorted")
+        times = tuple((np.cumsum(deltas) / 10.0).tolist())
+        return cls(times_us=times, median_ms=float(data["median_ms"]), iqr_ms=float(data["iqr_ms"]),
+                   p10_ms=float(data["p10_ms"]), min_ms=float(data["min_ms"]))
 
 
 @dataclass(frozen=True)
@@ -150,10 +205,8 @@ def time_series(module: torch.nn.Module, inputs: Sequence[torch.Tensor], threads
 def measure_model_latency(model: torch.nn.Module, input_shape: Sequence[int], *, batch_size: int = 1,
                           threads: int = 1, settings: TimingSettings | None = None) -> Any:
     """End-to-end forward latency of ``model`` on this host's CPU, timed exactly like a table row
-    (same cycled inputs, warm-up and repeats); a :class:`~nni_hwnas.hardware.latency_table.Timing`,
+    (same cycled inputs, warm-up and repeats); a :class:`Timing`,
     whose ``value(settings.statistic)`` is comparable with the table's prediction."""
-    from nni_hwnas.hardware.latency_table import Timing
-
     settings = settings or TimingSettings()
     inputs = timing_inputs((batch_size, *input_shape), settings.n_inputs)
     return Timing.from_times_ms(time_series(model, inputs, threads, settings))
