@@ -303,6 +303,9 @@ def test_killed_cli_leaves_a_manager_that_is_found_and_stopped(tmp_path, nni_hom
         other = refused(capsys, "search", "--config", str(config), "--port", str(port), "--output", str(tmp_path / "o2"))
         assert f"port {port} is already in use by experiment {exp_id}'s NNI manager" in other
 
+        listing = nni_home / "nni-experiments" / ".experiment"
+        assert exp_id in json.loads(listing.read_text())
+        listing.write_text("{}")  # nnictl loses track of it (as after a crash): `nnictl stop` can't find it
         stopped = cli("stop", exp_id, "--experiment-dir", str(tmp_path / "exps"), cwd=tmp_path, timeout=120)
         assert stopped.returncode == 0 and f"stopped experiment {exp_id}" in stopped.stdout, stopped.stderr
         wait_for(lambda: not port_answers(port), 30, "manager gone")
