@@ -103,6 +103,23 @@ def end_group(proc: subprocess.Popen) -> None:
         pass
 
 
+@pytest.fixture(autouse=True)
+def no_manager_left(tmp_path):
+    """After each test, end any NNI manager working under its temp folder (even one that failed
+    before its driver wrote a record): NNI starts managers in their own process group."""
+    yield
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"main.js" in cmdline and str(tmp_path).encode() in cmdline:
+            try:
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 # ------------------------------------------------------------------ command-line values (no NNI)
 
 @pytest.mark.parametrize("args, fragment", [
