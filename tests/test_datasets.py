@@ -180,7 +180,7 @@ def test_load_dataset_medmnist_missing_file_is_one_line_usererror(tmp_path):
         load_dataset("octmnist", data_root=tmp_path)
     msg = str(info.value)
     assert "\n" not in msg
-    assert "octmnist.npz" in msg and str(tmp_path.resolve()) in msg and "--download" in msg
+    assert "octmnist.npz" in msg and str(tmp_path.resolve()) in msg and "`dataset.download: true`" in msg and "--download" not in msg
 
 
 def test_load_dataset_medmnist_corrupt_file_is_one_line_usererror(tmp_path):
@@ -268,7 +268,7 @@ def test_load_dataset_cifar10_missing_folder_is_one_line_usererror(tmp_path):
         load_dataset("cifar10", data_root=tmp_path)
     msg = str(info.value)
     assert "\n" not in msg
-    assert "cifar-10-batches-py" in msg and str(tmp_path.resolve()) in msg and "--download" in msg
+    assert "cifar-10-batches-py" in msg and str(tmp_path.resolve()) in msg and "`dataset.download: true`" in msg and "--download" not in msg
 
 
 def test_load_dataset_cifar10_corrupt_folder_is_one_line_usererror(tmp_path):

@@ -103,6 +103,23 @@ def end_group(proc: subprocess.Popen) -> None:
         pass
 
 
+@pytest.fixture(autouse=True)
+def no_manager_left(tmp_path):
+    """After each test, end any NNI manager working under its temp folder (even one that failed
+    before its driver wrote a record): NNI starts managers in their own process group."""
+    yield
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"main.js" in cmdline and str(tmp_path).encode() in cmdline:
+            try:
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 # ------------------------------------------------------------------ command-line values (no NNI)
 
 @pytest.mark.parametrize("args, fragment", [
@@ -303,6 +320,9 @@ def test_killed_cli_leaves_a_manager_that_is_found_and_stopped(tmp_path, nni_hom
         other = refused(capsys, "search", "--config", str(config), "--port", str(port), "--output", str(tmp_path / "o2"))
         assert f"port {port} is already in use by experiment {exp_id}'s NNI manager" in other
 
+        listing = nni_home / "nni-experiments" / ".experiment"
+        assert exp_id in json.loads(listing.read_text())
+        listing.write_text("{}")  # nnictl loses track of it (as after a crash): `nnictl stop` can't find it
         stopped = cli("stop", exp_id, "--experiment-dir", str(tmp_path / "exps"), cwd=tmp_path, timeout=120)
         assert stopped.returncode == 0 and f"stopped experiment {exp_id}" in stopped.stdout, stopped.stderr
         wait_for(lambda: not port_answers(port), 30, "manager gone")

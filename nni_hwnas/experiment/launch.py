@@ -386,6 +386,9 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
         settings["number"] = run_settings.record_run(exp_dir, meaning, trials_before)
 
     experiment.on_manager_started = on_manager_started
+    # Written before NNI starts too (manager pid unknown yet): a driver killed while the manager
+    # comes up still leaves a record that `stop` and the orphan check can use (by port and id).
+    manager_guard.DriverRecord(experiment.id, os.getpid(), None, port, time.time()).write(exp_dir)
     client = NniRestClient(port)
     verb = "resuming" if resume else "experiment"
     echo(f"nni-hwnas: {verb} {experiment.id}: {config.strategy.name} over {prepared.space_name} "
