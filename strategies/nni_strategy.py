@@ -416,6 +416,12 @@ def make_hw_evolution(args: Mapping[str, Any] | None, seed: int | None = None, *
     if budget is not None:
         kwargs.setdefault("budget", budget)
     try:
-        return HwEvolutionStrategy(**kwargs, definition=definition, screen=screen)
+        strategy = HwEvolutionStrategy(**kwargs, definition=definition, screen=screen)
     except TypeError as exc:
         raise UserError(f"strategy {STRATEGY_NAME!r} cannot be built from {kwargs}: {exc}") from None
+    schedule = strategy.settings["progressive"]
+    if schedule is not None and schedule.stages is None and definition is not None \
+            and getattr(definition, "progressive_stages", None) is None:  # fail before NNI starts
+        raise UserError(f"hw_evolution: `progressive` needs `stages` (the values each stage adds): "
+                        f"space {definition.name!r} defines none")
+    return strategy
