@@ -393,5 +393,11 @@ def make_hw_evolution(args: Mapping[str, Any] | None, seed: int | None = None, *
     if budget is not None:
         kwargs.setdefault("budget", budget)
     poll_interval_s = float(kwargs.pop("poll_interval_s", 1.0))
-    return HwEvolutionStrategy(HwEvolutionSettings.from_args(kwargs), definition=definition, screen=screen,
-                               poll_interval_s=poll_interval_s)
+    strategy = HwEvolutionStrategy(HwEvolutionSettings.from_args(kwargs), definition=definition, screen=screen,
+                                   poll_interval_s=poll_interval_s)
+    schedule = strategy.settings["progressive"]
+    if schedule is not None and schedule.stages is None and definition is not None \
+            and getattr(definition, "progressive_stages", None) is None:  # fail before NNI starts
+        raise UserError(f"hw_evolution: `progressive` needs `stages` (the values each stage adds): "
+                        f"space {definition.name!r} defines none")
+    return strategy

@@ -121,3 +121,13 @@ def test_staged_net_stages_restrict_the_whole_space_to_stage_one():
     assert schedule.restrict(definition.mutable_labels(), 2) == definition.mutable_labels()
     rng = np.random.default_rng(0)
     assert definition.describe(definition.complete({k: v[int(rng.integers(len(v)))] for k, v in first.items()}))
+
+
+def test_progressive_on_a_space_without_stages_fails_before_nni_starts():
+    from strategies.nni_strategy import make_hw_evolution
+
+    conv = make_definition("conv_net", None, (1, 8, 8), 10)
+    with pytest.raises(UserError, match="space 'conv_net' defines none"):
+        make_hw_evolution({"progressive": {"after_trials": [5]}}, 0, definition=conv)
+    staged = make_definition("staged_net", None, (1, 8, 8), 10)
+    assert make_hw_evolution({"progressive": {"after_trials": [5]}}, 0, definition=staged).settings["progressive"]

@@ -100,3 +100,20 @@ def test_results_with_three_objectives_write_matrix_parallel_plot_and_3d_hypervo
     assert pareto["hypervolume"]["value"] == pytest.approx(inclusion_exclusion_hv(
         pts[[r["trial_id"] in expected for r in rows]], np.ones(3)))
     assert front_hypervolume(rows, objectives)["value"] == pareto["hypervolume"]["value"]
+
+
+def test_report_adds_3d_hypervolume_with_bounds_shared_by_every_run(tmp_path):
+    from nni_hwnas.reporting.report import write_report
+
+    def run(points):
+        return [{"trial_id": f"t{i}", "status": "SUCCEEDED", "accuracy": a, "latency_ms": l, "params": p,
+                 "within_budget": 1} for i, (a, l, p) in enumerate(points)]
+
+    groups = {"A": [run([(0.9, 1.0, 100.0), (0.5, 0.5, 50.0)])], "B": [run([(0.8, 2.0, 200.0)])]}
+    write_report(tmp_path, groups, title="t")
+    rows = {r["strategy"]: r for r in json.loads((tmp_path / "report.json").read_text())["rows"]}
+    lat, par = 2.2, 220.0  # 1.1 x the largest latency and params of ANY run
+    a = inclusion_exclusion_hv(np.array([[0.1, 1.0 / lat, 100 / par], [0.5, 0.5 / lat, 50 / par]]), np.ones(3))
+    b = inclusion_exclusion_hv(np.array([[0.2, 2.0 / lat, 200 / par]]), np.ones(3))
+    assert rows["A"]["hv3d_median"] == pytest.approx(a) and rows["B"]["hv3d_median"] == pytest.approx(b)
+    assert "hv3d_median" in (tmp_path / "report.md").read_text()

@@ -19,7 +19,7 @@ from nni_hwnas.errors import UserError
 from nni_hwnas.metrics import within_budget
 from nni_hwnas.reporting.hypervolume_trace import HvReference, default_reference, hypervolume_curve
 from nni_hwnas.reporting.plots import plot_fronts, plot_hypervolume
-from nni_hwnas.reporting.results import completed, pareto_rows, trial_rows, write_json
+from nni_hwnas.reporting.results import completed, front_hypervolume, pareto_rows, trial_rows, write_json
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -33,6 +33,7 @@ class GroupSummary:
     trials_to_90pct: list[int | None]
     best_accuracy: float
     best_under_budget: dict[str, float | None]
+    hv3d_final: list[float] | None = None
 
     def row(self) -> dict[str, Any]:
         reached = [t for t in self.trials_to_90pct if t is not None]
@@ -43,6 +44,8 @@ class GroupSummary:
             "trials_to_90pct": float(np.median(reached)) if len(reached) * 2 > len(self.trials_to_90pct) else None,
             "runs_reaching_90pct": len(reached),
             "best_accuracy": self.best_accuracy, **{f"best_acc_{k}": v for k, v in self.best_under_budget.items()},
+            **({"hv3d_median": float(np.median(self.hv3d_final)), "hv3d_min": float(min(self.hv3d_final)),
+                "hv3d_max": float(max(self.hv3d_final))} if self.hv3d_final else {}),
         }
 
 
@@ -58,8 +61,20 @@ def default_budgets(groups: Mapping[str, Sequence[Rows]], cost: str = "latency_m
     return [float(q) for q in np.percentile(costs, [25, 50, 75])] if costs else []
 
 
-def summarise(groups: Mapping[str, Sequence[Rows]], reference: HvReference,
-              budgets: Sequence[float]) -> tuple[list[GroupSummary], dict[str, list[np.ndarray]]]:
+def final_hv3d(groups: Mapping[str, Sequence[Rows]], objectives: Sequence[str]) -> dict[str, list[float]] | None:
+    """Each run's final hypervolume over three objectives (score, cost, second cost), with cost
+    bounds shared by every run (1.1 x the largest seen); None when some trial lacks a metric."""
+    rows = [r for runs in groups.values() for run in runs for r in run if r.get("status", "SUCCEEDED") == "SUCCEEDED"]
+    if not rows or not all(isinstance(r.get(k), (int, float)) for r in rows for k in objectives):
+        return None
+    worst = {k: 1.1 * max(float(r[k]) for r in rows) for k in objectives[1:]}
+    return {label: [front_hypervolume(completed(run, objectives), objectives, worst)["value"] for run in runs]
+            for label, runs in groups.items()}
+
+
+def summarise(groups: Mapping[str, Sequence[Rows]], reference: HvReference, budgets: Sequence[float],
+              second_cost: str | None = "params") -> tuple[list[GroupSummary], dict[str, list[np.ndarray]]]:
+    hv3d = final_hv3d(groups, (reference.score, reference.cost, second_cost)) if second_cost else None
     curves = {label: [hypervolume_curve(rows, reference) for rows in runs] for label, runs in groups.items()}
     best_hv = max((c[-1] for runs in curves.values() for c in runs if len(c)), default=0.0)
     summaries = []
@@ -74,7 +89,7 @@ def summarise(groups: Mapping[str, Sequence[Rows]], reference: HvReference,
             hv_final=[float(c[-1]) if len(c) else 0.0 for c in curves[label]],
             trials_to_90pct=[first_reaching(c, 0.9 * best_hv) if best_hv > 0 else None for c in curves[label]],
             best_accuracy=max((r[reference.score] for r in done), default=float("nan")),
-            best_under_budget=under))
+            best_under_budget=under, hv3d_final=hv3d[label] if hv3d else None))
     return summaries, curves
 
 
@@ -110,7 +125,9 @@ def write_report(out_dir: str | Path, groups: Mapping[str, Sequence[Rows]], *, t
     lines = [f"# {title}", "", *notes, "",
              f"Hypervolume of {reference.score} (up) vs {reference.cost} (down), normalised to fixed bounds; "
              f"reference point: {reference.as_dict()['meaning']}. `trials_to_90pct`: median trials a run needed to "
-             f"reach 90% of the best final hypervolume of any run here (`-` when most runs never did).", "",
+             f"reach 90% of the best final hypervolume of any run here (`-` when most runs never did). "
+             f"`hv3d_*`: final hypervolume over {reference.score}, {reference.cost} and params at once "
+             f"({reference.score} in [0, 1], costs in [0, 1.1 x the largest seen in any run]).", "",
              markdown_table(table), "", "![hypervolume against trials](hypervolume.png)", "",
              "![Pareto fronts](fronts.png)", ""]
     (out / "report.md").write_text("\n".join(lines))

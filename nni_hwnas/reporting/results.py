@@ -72,11 +72,14 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def front_hypervolume(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> dict[str, Any]:
+def front_hypervolume(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+                      worst: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The in-budget trials' hypervolume over every objective (any number), normalised with the
-    stated bounds: a higher-is-better score in [0, 1] (e.g. accuracy), each cost in [0, 1.1 x the
-    largest observed]; the reference is the worst corner. Written to ``pareto.json``."""
+    stated bounds: a higher-is-better score in [0, 1] (e.g. accuracy), each cost in [0, its
+    ``worst``] (default 1.1 x the largest in ``rows``; pass shared ones to compare runs); the
+    reference is the worst corner. Written to ``pareto.json`` and the reports' ``hv3d`` columns."""
     usable = [r for r in rows if r.get("within_budget", 1) == 1]
+    worst = dict(worst or {})
     lower, upper = [], []
     for name in objectives:
         if direction(name):
@@ -84,7 +87,7 @@ def front_hypervolume(rows: Sequence[Mapping[str, Any]], objectives: Sequence[st
             upper.append(0.0)
         else:
             lower.append(0.0)
-            upper.append(1.1 * max((float(r[name]) for r in rows), default=1.0) or 1.0)
+            upper.append(worst.get(name) or 1.1 * max((float(r[name]) for r in rows), default=1.0) or 1.0)
     value = 0.0
     if usable:
         normalised = normalize(to_losses(usable, objectives), np.array(lower), np.array(upper))
