@@ -8,11 +8,12 @@ Parts (``--parts``):
   on held-out models each measured twice on their own (the protocol of ``latency_predictor.py``:
   share within ±10%, Spearman, and the re-measurement agreement beside it). The profiling time of
   the quiet run is the first-use profiling time of that case.
-- ``workers``: the wall time of an N-trial search (digits, ``conv_net_small``, 1 epoch) on this
-  machine with one trial at a time, on one loopback SSH worker, and on two loopback SSH workers
-  (NNI's remote training service; two sshd on 127.0.0.1 as in ``tests/test_remote_trials.py``).
-  On one machine two workers share the same cores, so expect about 1x; the 1-worker remote run
-  against the local run gives the remote service's per-trial overhead.
+- ``workers``: the wall time of an N-trial search (digits, ``conv_net_small``, 1 epoch): locally
+  one trial at a time, on one loopback SSH worker, locally two at a time, and on two loopback SSH
+  workers (NNI's remote training service; two sshd on 127.0.0.1 as in
+  ``tests/test_remote_trials.py``). On one machine two workers share the same cores, so against
+  local two-at-a-time expect about 1x; the 1-worker remote run against local one-at-a-time gives
+  the remote service's per-trial overhead.
 
     .venv/bin/python experiments/benchmarks/device_latency.py [--parts accuracy workers]
         [--cases conv_net_small@digits] [--n-models 40] [--trials 20] [--seed 1] [--json PATH]
@@ -80,17 +81,17 @@ def accuracy_case(case: str, n_models: int, seed: int, busy: bool) -> dict:
             "layers_remeasured": report.layers_remeasured, "loadavg_before": load_before, "loadavg_after": load()}
 
 
-def search_wall(trials: int, workers: list, work: Path, port: int, seed: int) -> dict:
-    """One search of ``trials`` trials: locally (``workers`` empty, one at a time) or on SSH workers."""
+def search_wall(trials: int, workers: list, work: Path, port: int, seed: int, concurrency: int) -> dict:
+    """One search of ``trials`` trials, ``concurrency`` at a time: locally (``workers`` empty) or on SSH workers."""
     config = {"name": "bench-workers", "seed": seed, "dataset": {"name": "digits"}, "space": {"preset": "conv_net_small"},
               "strategy": {"name": "Random"}, "evaluator": {"epochs": 1},
-              "experiment": {"max_trials": trials, "concurrency": max(1, len(workers)),
+              "experiment": {"max_trials": trials, "concurrency": concurrency,
                              "working_directory": str(work / "exps")}}
     if workers:
         config["training_service"] = {"platform": "remote", "machines": [
             {"host": "127.0.0.1", "port": w.port, "user": w.user, "ssh_key_file": str(w.folder / "client_key")}
             for w in workers]}
-    folder = work / f"run-{len(workers)}"
+    folder = work / "run"
     folder.mkdir(parents=True)
     (folder / "search.yaml").write_text(json.dumps(config))
     env = {**os.environ, "HOME": str(work / "home"), "NNI_CONFIG_DIR": str(work / "home" / "nni-config")}
@@ -105,7 +106,7 @@ def search_wall(trials: int, workers: list, work: Path, port: int, seed: int) ->
         raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
     rows = json.loads((folder / "out" / "trials.json").read_text())
     durations = [r["duration_s"] for r in rows if r.get("duration_s") is not None]
-    return {"workers": len(workers) or "local", "trials": len(rows),
+    return {"workers": len(workers) or "local", "concurrency": concurrency, "trials": len(rows),
             "succeeded": sum(r["status"] == "SUCCEEDED" for r in rows), "wall_s": round(wall, 1),
             "mean_trial_s": round(sum(durations) / len(durations), 2) if durations else None,
             "mean_train_s": round(sum(r.get("train_seconds", 0) for r in rows) / max(len(rows), 1), 2),
@@ -122,10 +123,11 @@ def workers_part(trials: int, seed: int) -> list[dict]:
         work = Path(tmp)
         servers = [sshd.start_sshd(work / f"sshd{i}", env={"PYTHONPATH": str(REPO)}) for i in (1, 2)]
         try:
-            for i, machines in enumerate(([], servers[:1], servers)):
+            for i, (machines, concurrency) in enumerate((([], 1), (servers[:1], 1), ([], 2), (servers, 2))):
                 for attempt in (1, 2):  # NNI's manager start can time out on a loaded machine: retry once
                     try:
-                        rows.append({**search_wall(trials, machines, work / f"{i}-{attempt}", free_port(), seed),
+                        rows.append({**search_wall(trials, machines, work / f"{i}-{attempt}", free_port(), seed,
+                                                   concurrency),
                                      "attempt": attempt})
                         break
                     except RuntimeError as exc:
@@ -140,6 +142,8 @@ def workers_part(trials: int, seed: int) -> list[dict]:
     for row in rows:
         row["wall_vs_local"] = round(row["wall_s"] / local["wall_s"], 2)
         row["overhead_per_trial_s"] = round((row["wall_s"] - local["wall_s"]) / trials, 2) if row["workers"] == 1 else None
+    local_two = next(r for r in rows if r["workers"] == "local" and r["concurrency"] == 2)
+    rows[-1]["wall_vs_local_2_at_a_time"] = round(rows[-1]["wall_s"] / local_two["wall_s"], 2)
     return rows
 
 
@@ -166,10 +170,10 @@ def main() -> int:
                   f"{str(r['loadavg_before']):>14}")
     if "workers" in args.parts:
         record["workers"] = workers_part(args.trials, args.seed)
-        print(f"\n{'workers':8} {'trials':>6} {'ok':>3} {'wall s':>7} {'x local':>7} {'mean trial s':>12} "
+        print(f"\n{'workers':8} {'conc':>4} {'trials':>6} {'ok':>3} {'wall s':>7} {'x local':>7} {'mean trial s':>12} "
               f"{'overhead/trial s':>16} {'load before':>16}")
         for r in record["workers"]:
-            print(f"{str(r['workers']):8} {r['trials']:6d} {r['succeeded']:3d} {r['wall_s']:7.1f} {r['wall_vs_local']:7.2f} "
+            print(f"{str(r['workers']):8} {r['concurrency']:4d} {r['trials']:6d} {r['succeeded']:3d} {r['wall_s']:7.1f} {r['wall_vs_local']:7.2f} "
                   f"{r['mean_trial_s']!s:>12} {r['overhead_per_trial_s']!s:>16} {str(r['loadavg_before']):>16}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=2) + "\n")

@@ -1,9 +1,10 @@
-"""Measure a device profile's latency table: every layer a space can produce, then a few whole models.
+"""Measure a device profile's latency table: every layer a space can produce, and a few whole models
+measured in between them (see :func:`profile_spaces`).
 
 Each layer is built as the runtime runs it (our fused conv/BN/ReLU/pool or flatten/linear block,
 eval mode, inference mode), fed random inputs of the profile's batch size in turn (see
-:func:`time_module` for why they must change), and timed with the profile's threads: warm-up,
-then repeats. Rows already in the table are skipped, so an interrupted run
+:func:`nni_hwnas.hardware.timing.time_series` for why they must change), and timed with the
+profile's threads: warm-up, then repeats. Rows already in the table are skipped, so an interrupted run
 resumes where it stopped; the table is saved every few seconds and on Ctrl-C.
 
 Which statistic: this machine's ground truth moves (METHODS.md: the same model re-measured agreed

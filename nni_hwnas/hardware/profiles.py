@@ -2,9 +2,9 @@
 
 A profile says how the device runs a network (``threads``, ``batch_size``, ``precision``), where its
 measured latency table lives (``latency_table``, a file beside the YAML; none for a budget-only
-device), where the device is when it is not this host (``ssh: user@host[:port]`` and the device's
-``python``, for ``nni-hwnas profile --ssh``) and which budgets apply (``budgets``: ``latency_ms``, ``params``, ``flops`` (MACs),
-``peak_mem_kb``, ``param_kb``; ``null`` means no limit). Keys are snake_case and strict: an unknown
+device), where the device is when it is not this host (``ssh: user@host[:port]`` and the
+device's ``python``, for ``nni-hwnas profile --ssh``) and which budgets apply (``budgets``:
+``latency_ms``, ``params``, ``flops`` (MACs), ``peak_mem_kb``, ``param_kb``; ``null`` means no limit). Keys are snake_case and strict: an unknown
 key is named with the closest valid one. No latency is ever assumed for a device nobody measured.
 """
 
