@@ -39,11 +39,13 @@ from nni_hwnas.reporting.pareto import pareto_front_indices
 
 from .objectives import LabelEncoder, ObjectiveConfig, loss_matrix
 from .operators import mutate, random_sample, uniform_crossover
+from .surrogate import OneHot, pick_child
 from .selection import rank_and_crowding, tournament
 
 __all__ = ["HwEvolution", "SpaceExhausted", "STATE_FORMAT"]
 
 STATE_FORMAT = "hw_evolution/1"
+DEFAULT_SURROGATE_CANDIDATES = 1
 _log = logging.getLogger("nni_hwnas.strategies")
 
 Sample = dict[str, Any]
@@ -105,6 +107,9 @@ class HwEvolution:
             weighs them) and rejects the ones far over.
         max_attempts: Children tried per proposal before falling back to random sampling, and
             random draws tried before declaring the space exhausted.
+        surrogate_candidates: New children bred per proposal once evolution starts; a tree
+            ensemble over the told architectures (:mod:`strategies.surrogate`) picks the one to
+            evaluate. 1 = no surrogate (the first new child is evaluated). SURROGATE_REASON.
     """
 
     def __init__(self, labels: Mapping[str, Sequence[Any]], *, population_size: int = 20,
@@ -114,7 +119,8 @@ class HwEvolution:
                  seed: int | None = None, identity: Callable[[Mapping[str, Any]], str] | None = None,
                  canonical: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
                  screen: Callable[[Mapping[str, Any]], float | None] | None = None,
-                 budget: float | None = None, screen_slack: float = 0.1, max_attempts: int = 200) -> None:
+                 budget: float | None = None, screen_slack: float = 0.1, max_attempts: int = 200,
+                 surrogate_candidates: int = DEFAULT_SURROGATE_CANDIDATES) -> None:
         self.labels: dict[str, tuple] = _check_labels(labels)
         n_mutable = sum(len(v) > 1 for v in self.labels.values())
         _check_int("population_size", population_size, 2)
@@ -123,6 +129,7 @@ class HwEvolution:
             raise UserError(f"`sample_size` must be <= `population_size` ({population_size}), got {sample_size}")
         _check_int("initial_random", initial_random, 0)
         _check_int("max_attempts", max_attempts, 1)
+        _check_int("surrogate_candidates", surrogate_candidates, 1)
         if mutation_prob is None:
             mutation_prob = 1.0 / max(1, n_mutable)
         _check_fraction("mutation_prob", mutation_prob)
@@ -140,6 +147,8 @@ class HwEvolution:
         self.budget = None if budget is None else float(budget)
         self.screen_slack = float(screen_slack)
         self.max_attempts = int(max_attempts)
+        self.surrogate_candidates = int(surrogate_candidates)
+        self._onehot = OneHot(self.labels)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._identity = identity or default_identity(self.labels)
@@ -279,7 +288,8 @@ class HwEvolution:
             "settings": {"population_size": self.population_size, "sample_size": self.sample_size,
                          "initial_random": self.initial_random, "mutation_prob": self.mutation_prob,
                          "crossover_prob": self.crossover_prob, "objectives": self.objectives.as_dict(),
-                         "budget": self.budget, "screen_slack": self.screen_slack, "seed": self.seed},
+                         "budget": self.budget, "screen_slack": self.screen_slack, "seed": self.seed,
+                         "surrogate_candidates": self.surrogate_candidates},
             "rng": _jsonable_rng_state(self.rng.bit_generator.state),
             "history": [_copy_record(r) for r in self._history],
             "population": [int(i) for i in self._population],
@@ -320,15 +330,26 @@ class HwEvolution:
         if evolving:
             selector = self._selector()
             child: Sample = {}
+            offered: dict[str, tuple[Sample, float | None]] = {}
+            fresh = True
             for attempt in range(self.max_attempts):
-                # Every 10th attempt starts from fresh parents; the others mutate the duplicate
-                # or screened-out child again ("a duplicate child is re-mutated").
-                child = self._breed(selector) if attempt % 10 == 0 else mutate(child, self.labels, self.rng, self.mutation_prob)
+                # Every 10th attempt, and after each new child, starts from fresh parents; the
+                # others mutate the duplicate or screened-out child again.
+                child = self._breed(selector) if fresh or attempt % 10 == 0 else self._mutate(child)
                 verdict, predicted = self._judge(child)
-                if verdict == "new":
-                    return child, "evolved", predicted
+                fresh = verdict == "new"
+                if fresh:
+                    offered.setdefault(self.identity(child), (child, predicted))
+                    if len(offered) >= self.surrogate_candidates:
+                        break
                 if verdict == "screened" and (fallback is None or predicted < fallback[0]):
                     fallback = (predicted, child)
+            if offered:
+                children = list(offered.values())
+                if len(children) == 1:
+                    return children[0][0], "evolved", children[0][1]
+                child, predicted = children[self._surrogate_pick([c for c, _ in children])]
+                return child, "evolved (surrogate)", predicted
         for _ in range(self.max_attempts):
             child = random_sample(self.labels, self.rng)
             verdict, predicted = self._judge(child)
@@ -390,7 +411,24 @@ class HwEvolution:
             second = tournament(ranks, crowding, self.rng, self.sample_size, exclude=first)
             parent = uniform_crossover(parent, self._full(self._history[members[second]]["sample"]),
                                        self.labels, self.rng)
-        return mutate(parent, self.labels, self.rng, self.mutation_prob)
+        return self._mutate(parent)
+
+    def _mutate(self, parent: Sample) -> Sample:
+        """Mutate only labels that matter for ``parent`` (its canonical labels, when known): a
+        change to an unused label gives the same network, which the cache would then reject."""
+        only = list(self._canonical(parent)) if self._canonical else None
+        return mutate(parent, self.labels, self.rng, self.mutation_prob, only=only)
+
+    def _surrogate_pick(self, children: list[Sample]) -> int:
+        """Which of ``children`` to evaluate: see :func:`strategies.surrogate.pick_child`."""
+        names = self.front_objectives()
+        told = [r for r in self._history if r["status"] == "succeeded" and all(n in r["metrics"] for n in names)]
+        if len(told) < 2:
+            return 0
+        view = self._canonical or (lambda sample: sample)
+        known_x = self._onehot.encode([view(r["sample"]) for r in told])
+        losses = to_losses([r["metrics"] for r in told], names)
+        return pick_child(known_x, losses, self._onehot.encode([view(c) for c in children]), self.rng)
 
     def _full(self, sample: Mapping[str, Any]) -> Sample:
         """Every searched label (a sample told from elsewhere may lack unused ones: first value)."""
