@@ -46,6 +46,7 @@ __all__ = ["HwEvolution", "SpaceExhausted", "STATE_FORMAT"]
 
 STATE_FORMAT = "hw_evolution/1"
 DEFAULT_SURROGATE_CANDIDATES = 1
+DEFAULT_ACTIVE_MUTATION = False
 _log = logging.getLogger("nni_hwnas.strategies")
 
 Sample = dict[str, Any]
@@ -109,7 +110,13 @@ class HwEvolution:
             random draws tried before declaring the space exhausted.
         surrogate_candidates: New children bred per proposal once evolution starts; a tree
             ensemble over the told architectures (:mod:`strategies.surrogate`) picks the one to
-            evaluate. 1 = no surrogate (the first new child is evaluated). SURROGATE_REASON.
+            evaluate. 1 = no surrogate (the first new child is evaluated). Off by default: on
+            NAS-Bench-201 CIFAR-10 (error vs latency, 100 trials) 8, 16 and 32 candidates reached
+            0.890-0.896 of the true front's hypervolume at 50 trials and 0.926-0.945 at 100
+            (8-12 seeds) against 0.895 and 0.943 without (16 seeds): no gain beyond the
+            seed-to-seed noise, for 40-100x the strategy's own time.
+        active_mutation: Mutate only the labels that matter for the parent (its ``canonical``
+            labels) rather than every label. ACTIVE_REASON.
     """
 
     def __init__(self, labels: Mapping[str, Sequence[Any]], *, population_size: int = 20,
@@ -120,7 +127,8 @@ class HwEvolution:
                  canonical: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
                  screen: Callable[[Mapping[str, Any]], float | None] | None = None,
                  budget: float | None = None, screen_slack: float = 0.1, max_attempts: int = 200,
-                 surrogate_candidates: int = DEFAULT_SURROGATE_CANDIDATES) -> None:
+                 surrogate_candidates: int = DEFAULT_SURROGATE_CANDIDATES,
+                 active_mutation: bool = DEFAULT_ACTIVE_MUTATION) -> None:
         self.labels: dict[str, tuple] = _check_labels(labels)
         n_mutable = sum(len(v) > 1 for v in self.labels.values())
         _check_int("population_size", population_size, 2)
@@ -148,6 +156,7 @@ class HwEvolution:
         self.screen_slack = float(screen_slack)
         self.max_attempts = int(max_attempts)
         self.surrogate_candidates = int(surrogate_candidates)
+        self.active_mutation = bool(active_mutation)
         self._onehot = OneHot(self.labels)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -289,7 +298,7 @@ class HwEvolution:
                          "initial_random": self.initial_random, "mutation_prob": self.mutation_prob,
                          "crossover_prob": self.crossover_prob, "objectives": self.objectives.as_dict(),
                          "budget": self.budget, "screen_slack": self.screen_slack, "seed": self.seed,
-                         "surrogate_candidates": self.surrogate_candidates},
+                         "surrogate_candidates": self.surrogate_candidates, "active_mutation": self.active_mutation},
             "rng": _jsonable_rng_state(self.rng.bit_generator.state),
             "history": [_copy_record(r) for r in self._history],
             "population": [int(i) for i in self._population],
@@ -416,7 +425,7 @@ class HwEvolution:
     def _mutate(self, parent: Sample) -> Sample:
         """Mutate only labels that matter for ``parent`` (its canonical labels, when known): a
         change to an unused label gives the same network, which the cache would then reject."""
-        only = list(self._canonical(parent)) if self._canonical else None
+        only = list(self._canonical(parent)) if self._canonical and self.active_mutation else None
         return mutate(parent, self.labels, self.rng, self.mutation_prob, only=only)
 
     def _surrogate_pick(self, children: list[Sample]) -> int:

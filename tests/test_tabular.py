@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, decode, free_port, rest
+from conftest import REPO, decode, free_port, rest, start_nnictl, wait_for_trials
 from nni_hwnas.errors import UserError
 from nni_hwnas.evaluation.tabular import load_table, tabular_metrics
 from search_spaces import make_definition
@@ -106,33 +105,15 @@ def test_six_trial_nas_experiment_on_nb201(tmp_path, nni_home):
     _check_trials(trials, samples, config["seed"])
 
 
-def test_six_trial_nnictl_experiment_on_nb201(tmp_path):
-    home = tmp_path / "home"
-    (home / "nni-config").mkdir(parents=True)
-    env = {**os.environ, "HOME": str(home), "NNI_CONFIG_DIR": str(home / "nni-config"),
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    run = lambda *cmd: subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)  # noqa: E731
-    assert run(str(BIN / "nni-hwnas"), "register").returncode == 0
-    config = yaml.safe_load((REPO / "experiments" / "nnictl" / "nb201.yml").read_text())
-    config.update(maxTrialNumber=6, searchSpaceFile=str(REPO / "experiments" / "nnictl" / "nb201_space.json"),
-                  trialCodeDirectory=str(tmp_path), experimentWorkingDirectory=str(tmp_path / "exps"),
-                  trialCommand=f"python3 -m nni_hwnas.evaluation.hpo_trial --config {REPO / 'experiments' / 'nb201.yaml'}")
-    (tmp_path / "nb201.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    created = run(str(BIN / "nnictl"), "create", "--config", str(tmp_path / "nb201.yml"), "--port", str(port))
-    assert created.returncode == 0, created.stderr
-    experiment_id = next(line.split('"nnictl stop ')[1].split('"')[0] for line in created.stdout.splitlines()
-                         if "nnictl stop " in line)
+def test_six_trial_nnictl_experiment_on_nb201(tmp_path, nni_home, monkeypatch):
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")  # trials' python3 = this venv
+    run = lambda name, *args: subprocess.run([str(BIN / name), *args], capture_output=True, text=True,  # noqa: E731
+                                             timeout=180)
+    assert run("nni-hwnas", "register").returncode == 0
+    port, experiment_id = start_nnictl(run, "nb201", tmp_path, 6,
+                                       REPO / "experiments" / "nb201.yaml")
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            status = rest(port, "/check-status")["status"]
-            assert status != "ERROR", (tmp_path / "exps" / experiment_id / "log" / "dispatcher.log").read_text()[-3000:]
-            jobs = rest(port, "/trial-jobs") or []
-            if len(jobs) == 6 and all(j["status"] == "SUCCEEDED" for j in jobs):
-                break
-            assert time.monotonic() < deadline, f"status {status}, jobs {[j['status'] for j in jobs]}"
-            time.sleep(2)
+        jobs = wait_for_trials(port, 6, tmp_path / "exps" / experiment_id / "log", 300)
         finals = [m for m in rest(port, "/metric-data") if m["type"] == "FINAL"]
         params = {json.loads(j["hyperParameters"][0])["parameter_id"]: json.loads(j["hyperParameters"][0])["parameters"]
                   for j in jobs}
@@ -140,5 +121,5 @@ def test_six_trial_nnictl_experiment_on_nb201(tmp_path):
         samples = [params[int(m["parameterId"])] for m in finals]
         _check_trials([decode(m["data"]) for m in finals], samples, yaml.safe_load((REPO / "experiments" / "nb201.yaml").read_text())["seed"])
     finally:
-        run(str(BIN / "nnictl"), "stop", experiment_id)
-        run(str(BIN / "nni-hwnas"), "unregister")
+        run("nnictl", "stop", experiment_id)
+        run("nni-hwnas", "unregister")

@@ -13,7 +13,8 @@ trial at a time), and every trial reports one seeded draw of the table's per-see
   Mann-Whitney U test per baseline (H1: ours has the larger share), ``p`` in the table.
 - **Ours**: ``hw_evolution`` as a user gets it: ``HwEvolution(labels, seed=s)`` with the
   definition's identity/canonical functions (what every route passes) and the problem's metric
-  names, no other argument; ``cmaes`` likewise.
+  names, no other argument; ``cmaes`` likewise. ``NAME@key=value@...`` runs a variant of ours
+  with constructor arguments (how every default change was measured).
 - **Baselines**: NNI's NAS strategies Random and RegularizedEvolution (NNI's defaults, on NNI's
   in-process sequential engine) and TPE (its ``TpeTuner``, driven as NNI's TPE strategy drives
   it, without that strategy's 1 s sleep per trial; see :mod:`nni_hwnas.evaluation.baselines`),
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -60,16 +63,19 @@ def make_strategy(name: str, problem: TabularProblem, seed: int) -> tuple[Any, T
     (``+mnas``: the MnasNet reward as ``default``)."""
     definition = problem.definition()
     labels = definition.mutable_labels()
+    name, *overrides = name.split("@")  # a variant of ours: hw_evolution@surrogate_candidates=16
+    extra = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in overrides)}
     if name == "hw_evolution":
         from strategies.hw_evolution import HwEvolution
 
         return HwEvolution(labels, seed=seed, identity=definition.arch_id, canonical=definition.canonical,
-                           objectives={"score_metric": "accuracy", "cost_metric": problem.cost_metric}), problem
+                           objectives={"score_metric": "accuracy", "cost_metric": problem.cost_metric},
+                           **extra), problem
     if name == "cmaes":
         from strategies.cmaes import CmaEs
 
         return CmaEs(labels, seed=seed, identity=definition.arch_id,
-                     objectives={"score_metric": "accuracy", "cost_metric": problem.cost_metric}), problem
+                     objectives={"score_metric": "accuracy", "cost_metric": problem.cost_metric}, **extra), problem
     if name in OPTUNA_BASELINES:
         from nni_hwnas.evaluation.baselines import optuna_sampler
 
@@ -85,6 +91,12 @@ def make_strategy(name: str, problem: TabularProblem, seed: int) -> tuple[Any, T
     return base, problem
 
 
+@functools.lru_cache(maxsize=None)
+def yardstick_for(dataset: str, cost: str) -> FrontYardstick:
+    """One yardstick per table and cost per process (sorting 15,625 cells takes ~1 s here)."""
+    return FrontYardstick(TabularProblem(dataset=dataset, cost_metric=cost).true_points())
+
+
 def one_run(job: tuple[str, str, str, int, int]) -> dict[str, Any]:
     """Run one strategy for one seed; return its HV-share curve and final IGD+ at each checkpoint."""
     strategy_name, dataset, cost, seed, trials = job
@@ -97,7 +109,7 @@ def one_run(job: tuple[str, str, str, int, int]) -> dict[str, Any]:
         trace = run_nni_strategy(strategy, seen_problem, trials, seed)
     else:
         trace = run_ask_tell(strategy, seen_problem, trials, seed)
-    yardstick = FrontYardstick(problem.true_points())
+    yardstick = yardstick_for(dataset, cost)
     losses = problem.losses_of(trace.samples)
     curve = yardstick.hv_share_curve(losses)
     igd = {t: yardstick.igd_plus(losses[:t]) for t in CHECKPOINTS if t <= trials}
