@@ -12,11 +12,13 @@ from .conv_net import ConvNetDefinition
 from .definition import SpaceDefinition
 from .medmnist_cnn import MedmnistCnnDefinition
 from .staged_net import StagedNetDefinition
+from .nb201 import Nb201Definition
 
 DEFINITIONS: dict[str, type[SpaceDefinition]] = {
     ConvNetDefinition.name: ConvNetDefinition,
     MedmnistCnnDefinition.name: MedmnistCnnDefinition,
     StagedNetDefinition.name: StagedNetDefinition,
+    Nb201Definition.name: Nb201Definition,
 }
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -57,6 +59,11 @@ def make_model_space(space: str, choices: Mapping[str, Sequence] | None,
                      input_shape: Sequence[int], num_classes: int) -> Any:
     """The NNI ``ModelSpace`` for a space (imports ``nni.nas``: seconds, so only when needed)."""
     definition = make_definition(space, choices, input_shape, num_classes)
+    if space == "nb201":
+        from .nb201_model import Nb201Space
+
+        return Nb201Space(choices={k: list(v) for k, v in definition.choices.items()},
+                          input_shape=list(definition.input_shape), num_classes=definition.num_classes)
     from .model_space import ConvNetSpace, MedmnistCnnSpace, StagedNetSpace
 
     classes = {"conv_net": ConvNetSpace, "medmnist_cnn": MedmnistCnnSpace, "staged_net": StagedNetSpace}

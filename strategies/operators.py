@@ -8,7 +8,7 @@ single value are never changed.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ def uniform_crossover(first: Mapping[str, Any], second: Mapping[str, Any], label
 
 
 def mutate(sample: Mapping[str, Any], labels: Labels, rng: np.random.Generator,
-           mutation_prob: float) -> Sample:
+           mutation_prob: float, only: Sequence[str] | None = None) -> Sample:
     """Resample each label with probability ``mutation_prob``, always changing at least one.
 
     A changed label always takes a *different* value (NNI's evolution may redraw the same one,
@@ -48,12 +48,18 @@ def mutate(sample: Mapping[str, Any], labels: Labels, rng: np.random.Generator,
         labels: label -> candidate values; labels with one value are left alone.
         rng: The caller's generator.
         mutation_prob: Per-label probability of a change, in [0, 1].
+        only: Mutate only these labels (e.g. the ones that matter for ``sample``,
+            ``SpaceDefinition.canonical``); ``None`` = every label. When none of them is mutable,
+            every label is.
 
     Returns:
         A new dict; ``sample`` is not modified.
     """
     child = dict(sample)
     mutable = [label for label, values in labels.items() if len(values) > 1]
+    if only is not None:
+        chosen = set(only)
+        mutable = [label for label in mutable if label in chosen] or mutable
     if not mutable:
         return child
     picked = [label for label, hit in zip(mutable, rng.random(len(mutable)) < mutation_prob) if hit]

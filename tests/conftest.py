@@ -64,3 +64,37 @@ def latency_table_cache(tmp_path_factory) -> Path:
         os.environ.pop("NNI_HWNAS_CACHE_DIR", None)
     else:
         os.environ["NNI_HWNAS_CACHE_DIR"] = previous
+
+
+def start_nnictl(run, shipped: str, tmp_path: Path, max_trials: int, experiment_yaml: Path) -> tuple[int, str]:
+    """``nnictl create`` on a shipped ``experiments/nnictl/<shipped>.yml`` with paths made absolute,
+    ``max_trials`` trials and its trials reading ``experiment_yaml``; returns (port, experiment id)."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "experiments" / "nnictl" / f"{shipped}.yml").read_text())
+    config.update(maxTrialNumber=max_trials, trialCodeDirectory=str(tmp_path),
+                  searchSpaceFile=str(REPO / "experiments" / "nnictl" / config["searchSpaceFile"]),
+                  experimentWorkingDirectory=str(tmp_path / "exps"),
+                  trialCommand=f"python3 -m nni_hwnas.evaluation.hpo_trial --config {experiment_yaml}")
+    (tmp_path / f"{shipped}.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    created = run("nnictl", "create", "--config", str(tmp_path / f"{shipped}.yml"), "--port", str(port))
+    assert created.returncode == 0, created.stderr
+    experiment_id = next(line.split('"nnictl stop ')[1].split('"')[0] for line in created.stdout.splitlines()
+                         if "nnictl stop " in line)
+    return port, experiment_id
+
+
+def wait_for_trials(port: int, n_trials: int, log_dir: Path, timeout_s: float) -> list[dict]:
+    """Poll the REST API until ``n_trials`` trials succeeded; fail with the dispatcher's log on ERROR."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = rest(port, "/check-status")["status"]
+        assert status != "ERROR", (log_dir / "dispatcher.log").read_text()[-3000:]
+        jobs = rest(port, "/trial-jobs") or []
+        if status in ("DONE", "NO_MORE_TRIAL") and len(jobs) == n_trials and all(j["status"] == "SUCCEEDED" for j in jobs):
+            return jobs
+        assert time.monotonic() < deadline, f"status {status}, jobs {[j['status'] for j in jobs]}"
+        time.sleep(2)

@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, free_port, rest
+from conftest import REPO, free_port, rest, start_nnictl, wait_for_trials
 from nni_hwnas.errors import UserError
 from nni_hwnas.evaluation.hpo_trial import check_parameters
 from nni_hwnas.experiment.space_export import nni_search_space
@@ -81,26 +80,9 @@ def test_tuner_round_trip_through_nnictl(tmp_path):
     experiment = tmp_path / "quick.yaml"
     experiment.write_text((REPO / "experiments" / "quickstart.yaml").read_text()
                           .replace("epochs: 15", "epochs: 1"))
-    config = yaml.safe_load((REPO / "experiments" / "nnictl" / "digits.yml").read_text())
-    config.update(maxTrialNumber=3, searchSpaceFile=str(REPO / "experiments" / "nnictl" / "digits_space.json"),
-                  trialCodeDirectory=str(tmp_path), experimentWorkingDirectory=str(tmp_path / "exps"),
-                  trialCommand=f"python3 -m nni_hwnas.evaluation.hpo_trial --config {experiment}")
-    (tmp_path / "digits.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    created = run(str(BIN / "nnictl"), "create", "--config", str(tmp_path / "digits.yml"), "--port", str(port))
-    assert created.returncode == 0, created.stderr
-    experiment_id = next(line.split('"nnictl stop ')[1].split('"')[0] for line in created.stdout.splitlines()
-                         if "nnictl stop " in line)
+    port, experiment_id = start_nnictl(lambda *cmd: run(str(BIN / cmd[0]), *cmd[1:]), "digits", tmp_path, 3, experiment)
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            status = rest(port, "/check-status")["status"]
-            assert status != "ERROR", (tmp_path / "exps" / experiment_id / "log" / "dispatcher.log").read_text()[-3000:]
-            jobs = rest(port, "/trial-jobs") or []
-            if status in ("DONE", "NO_MORE_TRIAL") and len(jobs) == 3 and all(j["status"] == "SUCCEEDED" for j in jobs):
-                break
-            assert time.monotonic() < deadline, f"status {status}, jobs {[j['status'] for j in jobs]}"
-            time.sleep(2)
+        jobs = wait_for_trials(port, 3, tmp_path / "exps" / experiment_id / "log", 240)
         finals = [m for m in rest(port, "/metric-data") if m["type"] == "FINAL"]
         assert len(finals) == 3
         samples = []

@@ -25,6 +25,11 @@ def definition_for(config: RunConfig) -> Any:
     from nni_hwnas.experiment.trial_args import resolve_space
 
     space, choices = resolve_space(config)
+    if config.evaluator.kind == "tabular":
+        from nni_hwnas.evaluation.tabular import tabular_info
+
+        info = tabular_info(config.evaluator.benchmark, config.dataset.name)
+        return make_definition(space, choices, info.input_shape, info.num_classes)
     data = load_dataset(config.dataset.name, data_root=config.dataset.data_root, seed=config.seed,
                         val_fraction=config.dataset.val_fraction, test_fraction=config.dataset.test_fraction)
     return make_definition(space, choices, data.input_shape, data.num_classes)
@@ -58,6 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"nni-hwnas trial: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    if config.evaluator.kind == "tabular":
+        from nni_hwnas.evaluation.tabular import tabular_metrics
+
+        nni.report_final_result(tabular_metrics(sample, config.dataset.name, config.seed, trial_objective_args(config)))
+        return 0
     metrics = evaluate_architecture(definition.describe(sample), trial_dataset_args(config),
                                     trial_training_args(config), config.seed, config.evaluator.threads,
                                     config.evaluator.latency_repeats,

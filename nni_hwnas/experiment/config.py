@@ -55,9 +55,12 @@ class StrategyConfig:
 @dataclass
 class EvaluatorConfig:
     """How a trial scores a candidate: short SGD training (``train``), a training-free proxy
-    (``proxy``: rmi, synflow, naswot, grad_norm, params, flops) or costs only (``cost``)."""
+    (``proxy``: rmi, synflow, naswot, grad_norm, params, flops), costs only (``cost``), or a
+    benchmark's table (``tabular``: ``benchmark: nb201`` with ``dataset.name`` cifar10, cifar100
+    or imagenet16, on space ``nb201``)."""
 
-    kind: str = _bounded("train", choices=("train", "proxy", "cost"))
+    kind: str = _bounded("train", choices=("train", "proxy", "cost", "tabular"))
+    benchmark: str = _bounded("nb201", choices=("nb201",))
     proxy: str = _bounded("rmi", choices=("rmi", "synflow", "naswot", "grad_norm", "params", "flops"))
     proxy_batch_size: int = _bounded(256, low=2, high=65536)
     train_steps: int = _bounded(0, low=0, high=100000)

@@ -87,6 +87,8 @@ def prepare(config: RunConfig) -> PreparedSearch:
         raise unknown("strategy", config.strategy.name, strategy_names())
     space_name, choices = resolve_space(config)
     trial_objective_args(config)
+    if config.evaluator.kind == "tabular":
+        return prepare_tabular(config, space_name, choices)
     data = load_dataset(config.dataset.name, data_root=config.dataset.data_root, seed=config.seed,
                         download=config.dataset.download, val_fraction=config.dataset.val_fraction,
                         test_fraction=config.dataset.test_fraction)
@@ -95,6 +97,24 @@ def prepare(config: RunConfig) -> PreparedSearch:
     device, predictor = prepare_hardware(config, definition)
     return PreparedSearch(config, space_name, {k: list(v) for k, v in definition.choices.items()},
                           definition, tuple(data.input_shape), data.num_classes, data.source, device, predictor)
+
+
+def prepare_tabular(config: RunConfig, space_name: str, choices: dict) -> PreparedSearch:
+    """A tabular search reads a benchmark's table: no data to load, no device profile."""
+    from search_spaces import make_definition
+
+    from nni_hwnas.evaluation.tabular import tabular_info
+
+    if space_name != "nb201":
+        raise UserError(f"config: `evaluator.kind: tabular` (benchmark {config.evaluator.benchmark}) needs "
+                        f"`space.name: nb201`, got {space_name!r}")
+    if config.hardware.profile:
+        raise UserError("config: `evaluator.kind: tabular` takes its costs from the benchmark's table; "
+                        "remove `hardware.profile`")
+    info = tabular_info(config.evaluator.benchmark, config.dataset.name)
+    definition = make_definition(space_name, choices, info.input_shape, info.num_classes)
+    return PreparedSearch(config, space_name, {k: list(v) for k, v in definition.choices.items()},
+                          definition, info.input_shape, info.num_classes, info.source)
 
 
 def prepare_hardware(config: RunConfig, definition: Any) -> tuple[Any, Any]:
@@ -153,6 +173,11 @@ def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print
         return FunctionalEvaluator(score_and_report, dataset=trial_dataset_args(cfg), proxy=ev.proxy, seed=cfg.seed,
                                    reference=reference, batch_size=ev.proxy_batch_size, train_steps=ev.train_steps,
                                    threads=ev.threads, hardware=trial_hardware_args(cfg, searched_table(prepared)))
+    if ev.kind == "tabular":
+        from nni_hwnas.evaluation.tabular import report_tabular
+
+        return FunctionalEvaluator(report_tabular, dataset=cfg.dataset.name, seed=cfg.seed,
+                                   objective=trial_objective_args(cfg))
     if ev.kind == "cost":
         from nni_hwnas.evaluation.cost_trial import report_costs
 
@@ -265,7 +290,7 @@ def result_objectives(config: RunConfig) -> tuple[str, ...]:
     """(score, cost[, second cost]) of the results' Pareto front: accuracy (or the proxy score),
     the cost metric, and ``hw_evolution``'s second cost when it is an objective (a 3-D front)."""
     cost = config.evaluator.cost_metric if config.evaluator.kind == "cost" else "latency_ms"
-    score = "accuracy" if config.evaluator.kind == "train" else "default"
+    score = "accuracy" if config.evaluator.kind in ("train", "tabular") else "default"
     if config.strategy.name == "hw_evolution":
         args = config.strategy.args or {}
         cost = str(args.get("cost_metric", cost))
