@@ -210,3 +210,16 @@ def test_assessor_stops_dominated_trials_under_nnictl(tmp_path):
         stopped = run(str(BIN / "nnictl"), "stop", experiment_id)
         run(str(BIN / "nni-hwnas"), "unregister")
     assert stopped.returncode == 0
+
+
+def test_log_cost_axis_gives_the_closed_form_hypervolume():
+    from nni_hwnas.reporting.hypervolume_trace import HvReference, hypervolume_curve
+
+    reference = HvReference(score_worst=0.0, cost_best=1.0, cost_worst=100.0, cost_scale="log")
+    rows = [{"accuracy": 0.5, "latency_ms": 10.0}, {"accuracy": 0.9, "latency_ms": 1000.0}]
+    # log10(10 / 1) / log10(100 / 1) = 0.5 of the cost axis left: 0.5 x 0.5; the second is outside the box
+    assert hypervolume_curve(rows, reference) == pytest.approx([0.25, 0.25])
+    linear = HvReference(score_worst=0.0, cost_best=0.0, cost_worst=100.0)
+    assert hypervolume_curve(rows[:1], linear) == pytest.approx([0.5 * 0.9])
+    with pytest.raises(ValueError, match="0 < cost_best"):
+        HvReference(cost_best=0.0, cost_scale="log")
