@@ -223,3 +223,16 @@ def test_log_cost_axis_gives_the_closed_form_hypervolume():
     assert hypervolume_curve(rows[:1], linear) == pytest.approx([0.5 * 0.9])
     with pytest.raises(ValueError, match="0 < cost_best"):
         HvReference(cost_best=0.0, cost_scale="log")
+
+
+def test_check_nnictl_names_an_unregistered_assessor(tmp_path, monkeypatch):
+    from nni_hwnas.experiment.nnictl_check import check_nnictl_config
+
+    monkeypatch.setenv("NNI_CONFIG_DIR", str(tmp_path))  # nothing registered here
+    config = {"tuner": {"name": "TPE"}, "assessor": {"name": "MoAsha", "classArgs": {"max_epochs": 9}}}
+    (tmp_path / "exp.yml").write_text(yaml.safe_dump(config))
+    with pytest.raises(UserError, match="assessor 'MoAsha' is not known .* run `nni-hwnas register` first"):
+        check_nnictl_config(tmp_path / "exp.yml")
+    config["assessor"]["name"] = "Medianstop"  # NNI's built-in
+    (tmp_path / "exp.yml").write_text(yaml.safe_dump(config))
+    assert "assessor Medianstop is known to NNI" in check_nnictl_config(tmp_path / "exp.yml")
