@@ -204,6 +204,12 @@ def reference_for(setup: Mapping[str, Any]) -> Any:
                        cost_scale="log")
 
 
+def hv_within(rows: Sequence[Mapping[str, Any]], curve: np.ndarray, cpu_s: float) -> float:
+    """Hypervolume after the last trial that finished within ``cpu_s`` charged CPU seconds."""
+    inside = [i for i, x in enumerate(rows) if x["cum_cpu_s"] <= cpu_s + 1e-9]
+    return float(curve[inside[-1]]) if inside else 0.0
+
+
 def cpu_to_reach(rows: Sequence[Mapping[str, Any]], curve: np.ndarray, target: float, overhead_s: float) -> float | None:
     """Charged CPU (plus ``overhead_s`` per trial) when ``curve`` first reaches ``target``."""
     hits = np.nonzero(curve >= target - 1e-12)[0]
@@ -231,9 +237,8 @@ def summarise(setup: Mapping[str, Any], results: Sequence[Mapping[str, Any]], ov
                "plain_cpu_s": p_cpu, "trials": len(r["rows"]),
                "stopped": sum(x["status"] == "EARLY_STOPPED" for x in r["rows"]),
                "full": sum(x["status"] == "SUCCEEDED" for x in r["rows"]),
-               "hv_at_equal_cpu": float(curve[-1]) if len(curve) else 0.0}
-        half = [i for i, x in enumerate(r["rows"]) if x["cum_cpu_s"] <= p_cpu / 2]
-        row["hv_at_half_cpu"] = float(curve[half[-1]]) if half else 0.0
+               "hv_at_equal_cpu": hv_within(r["rows"], curve, p_cpu),
+               "hv_at_half_cpu": hv_within(r["rows"], curve, p_cpu / 2)}
         # A plain run with no volume (nothing better than the majority class) sets no target: n/a.
         row["informative"] = target > 0
         reach = cpu_to_reach(r["rows"], curve, target, 0.0) if target > 0 else None
@@ -300,6 +305,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     parser.add_argument("--json", default=None, help="write one row per variant and seed here")
+    parser.add_argument("--from-runs", default=None, help="re-summarise a saved runs.json instead of running")
     args = parser.parse_args()
 
     _worker_init()
@@ -320,6 +326,17 @@ def main() -> int:
           f"of the epochs each trial ran")
     sys.stdout.flush()
 
+    if args.from_runs:
+        results, wall = json.loads(Path(args.from_runs).read_text()), 0.0
+        print(f"re-summarising {len(results)} saved runs from {args.from_runs} (no training)")
+    else:
+        results, wall = run_all(args, setup, min_epochs)
+    summarise_and_write(args, setup, results, wall)
+    return 0
+
+
+def run_all(args: argparse.Namespace, setup: Mapping[str, Any], min_epochs: Sequence[int]) -> tuple[list, float]:
+    """Plain runs first (their CPU is the MO-ASHA runs' budget), then every MO-ASHA variant."""
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
     context = multiprocessing.get_context("spawn")  # torch is imported here already: don't fork it
@@ -340,8 +357,12 @@ def main() -> int:
             print(f"  {r['variant']} seed {r['seed']}: {len(r['rows'])} trials "
                   f"({sum(x['status'] == 'EARLY_STOPPED' for x in r['rows'])} stopped), "
                   f"{r['trained_epochs']} epochs trained now, {r['seconds']:.0f} s", flush=True)
-    wall = time.perf_counter() - started
+    return results, time.perf_counter() - started
 
+
+def summarise_and_write(args: argparse.Namespace, setup: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
+                        wall: float) -> None:
+    reference = reference_for(setup)
     rows = summarise(setup, results, args.trial_overhead_s)
     n_done, front = known_front_size(results, reference)
     print(f"\n== {args.dataset}: share = CPU an MO-ASHA run needed to reach the plain run's final HV / the plain "
@@ -383,7 +404,6 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
         print(f"wrote {args.json}")
     print(f"results in {out}")
-    return 0
 
 
 if __name__ == "__main__":
