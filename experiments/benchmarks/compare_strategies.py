@@ -1,6 +1,7 @@
-"""Benchmark: our multi-objective ``hw_evolution`` against NNI's Random, RegularizedEvolution and TPE.
+"""Benchmark: our multi-objective ``hw_evolution`` against NNI's Random, RegularizedEvolution and TPE,
+and against Optuna's multi-objective samplers.
 
-Issue 5. Every strategy searches the same space with the same evaluator, latency model and trial
+Issues 5 and 11. Every strategy searches the same space with the same evaluator, latency model and trial
 budget, for several seeds, on ``digits`` and on a real MedMNIST set when the data folder has one.
 
 - **Engine**: NNI 3.0's in-process *sequential* execution engine for every strategy: the engine
@@ -22,15 +23,24 @@ budget, for several seeds, on ``digits`` and on a real MedMNIST set when the dat
   MnasNet reward ``accuracy * (latency_ms / target) ** w`` (``w = -0.07``; ``target`` = median
   predicted latency of 1,000 seeded random architectures of the space) and on plain accuracy.
   Ours reads ``accuracy`` and ``latency_ms`` from the same metric dict.
+- **Multi-objective baselines** (issue 11): Optuna's ``TPESampler(multivariate=True)`` and
+  ``NSGAIISampler`` with their defaults, maximising accuracy and minimising predicted latency
+  through Optuna's ask/tell on the same labels, the same evaluation function and the same cache.
+  They run outside NNI (Optuna is not an NNI strategy), so they count a repeated architecture as
+  a trial like NNI's built-ins do. Optuna comes with the ``bench`` extra.
 - **Hypervolume**: accuracy (up) vs predicted latency (down), normalised with one fixed reference
-  per dataset (:class:`~nni_hwnas.reporting.hypervolume_trace.HvReference`): latency in [0, 1.1 x the largest
-  predicted latency of the space], accuracy in [majority-class rate of the validation split, 1]
-  (a model no better than always answering the most frequent class adds no volume). The JSON
-  rows also carry two sensitivity checks, never used for the targets: ``hv_median_acc0`` (accuracy
-  in [0, 1]) and ``hv_median_loglat`` (latency on a log scale, ``log10(latency / floor)`` over
-  [0, ``log10(1.1 x max / floor)``], floor = 0.9 x the smallest predicted latency of the space:
-  linear latency makes every network under ~5% of the largest latency nearly free).
-  ``headroom`` = best final hypervolume of any run / the best built-in's median: the largest ratio
+  per dataset (:class:`~nni_hwnas.reporting.hypervolume_trace.HvReference`): accuracy in
+  [majority-class rate of the validation split, 1] (a model no better than always answering the
+  most frequent class adds no volume); latency on a **log axis**, ``log10(latency / floor)`` over
+  [0, ``log10(1.1 x max / floor)``], floor = 0.9 x the smallest predicted latency of the space
+  (issue 11: on a linear axis up to 1.1 x the space's largest latency, the cheapest networks sit at
+  2-8% of it and hypervolume mostly rewards one corner). Sensitivity checks in the JSON rows,
+  never the targets: ``hv_median_linear`` (linear latency over [0, 1.1 x max]) and
+  ``hv_median_acc0`` (accuracy over [0, 1]).
+- **Known front**: the Pareto front of every architecture any run evaluated on the dataset; its
+  size is printed beside every result with how many of its points each strategy found (median):
+  a front of 2 points can't tell strategies apart.
+  ``headroom`` = best final hypervolume of any run / the best baseline's median: the largest ratio
   any strategy could have shown against that built-in, as far as all runs together found.
 - ``trials_to_90pct``: median over seeds of the trials a run needed to reach 90% of the best
   final hypervolume of any run on that dataset (``-`` when most runs never did).
@@ -41,13 +51,12 @@ every run) and ``run.json`` (settings, seeds, versions, machine); ``--json PATH`
 per dataset and strategy.
 
     .venv/bin/python experiments/benchmarks/compare_strategies.py [--seeds 5] [--trials 60]
-        [--datasets digits,pneumoniamnist] [--workers 3] [--json PATH] [--quick]
+        [--datasets digits,pneumoniamnist] [--workers 3] [--json PATH] [--quick] [--only LABELS]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import fcntl
 import json
 import logging
@@ -103,6 +112,8 @@ BUILTIN_ARGS: dict[str, dict[str, Any]] = {
     "TPE": {},  # make_strategy sets optimize_mode=maximize
 }
 OURS = "hw_evolution (ours)"
+#: Optuna's multi-objective samplers, with the defaults a user gets (NSGA-II: population 50).
+OPTUNA_SAMPLERS: dict[str, str] = {"Optuna TPE (multivariate)": "optuna_tpe", "Optuna NSGA-II": "optuna_nsga2"}
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,7 @@ def variants() -> list[Variant]:
     for name in BUILTIN_ARGS:
         out.append(Variant(f"{name} [reward]", name, "mnas_reward"))
         out.append(Variant(f"{name} [accuracy]", name, "accuracy"))
+    out.extend(Variant(label, strategy, "accuracy") for label, strategy in OPTUNA_SAMPLERS.items())
     return out
 
 
@@ -305,6 +317,8 @@ def run_one(setup: Mapping[str, Any], variant: Variant, seed: int, trials: int) 
     ctx = _CONTEXTS[dataset]
     ctx.rows, ctx.trained = [], 0
     ctx.objective = {"default_metric": variant.default_metric}
+    if variant.strategy in OPTUNA_SAMPLERS.values():
+        return run_optuna(ctx, variant, seed, trials)
     if variant.strategy == "hw_evolution":
         strategy = make_strategy("hw_evolution", OUR_ARGS, seed, definition=ctx.definition,
                                  screen=ctx.predictor.predict)
@@ -330,15 +344,65 @@ def run_one(setup: Mapping[str, Any], variant: Variant, seed: int, trials: int) 
             "engine": type(engine).__name__, "strategy_repr": repr(strategy)}
 
 
+def optuna_sampler(name: str, seed: int) -> Any:
+    import optuna
+
+    if name == "optuna_tpe":
+        return optuna.samplers.TPESampler(multivariate=True, seed=seed)
+    return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+def run_optuna(ctx: RunContext, variant: Variant, seed: int, trials: int) -> dict[str, Any]:
+    """One Optuna study (accuracy up, predicted latency down) over the space's labels, ask/tell."""
+    import warnings
+
+    import optuna
+    from nni_hwnas.evaluation.training import TrainingDiverged
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    labels = ctx.definition.mutable_labels()
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna_sampler(variant.strategy, seed))
+        for _ in range(trials):
+            trial = study.ask()
+            sample = {label: trial.suggest_categorical(label, list(values)) for label, values in labels.items()}
+            try:
+                metrics = ctx.evaluate(sample, ctx.definition.describe(ctx.definition.complete(sample)))
+            except TrainingDiverged:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            study.tell(trial, [metrics["accuracy"], metrics["latency_ms"]])
+    return {"dataset": ctx.setup["dataset"], "strategy": variant.label, "seed": seed, "rows": list(ctx.rows),
+            "trained": ctx.trained, "seconds": time.perf_counter() - started, "engine": "optuna ask/tell (in-process)",
+            "strategy_repr": f"optuna {optuna.__version__} {type(study.sampler).__name__}"}
+
+
 # ---------------------------------------------------------------------------- summaries
 
 
-def reference_for(setup: Mapping[str, Any], score_worst: float | None = None) -> Any:
+def reference_for(setup: Mapping[str, Any], score_worst: float | None = None, cost_scale: str = "log") -> Any:
+    """The dataset's fixed reference: log latency from 0.9 x the space's cheapest (or linear from 0)."""
     from nni_hwnas.reporting.hypervolume_trace import HvReference
 
     worst = setup["majority_val_accuracy"] if score_worst is None else score_worst
+    floor = 0.9 * setup["min_latency_ms"] if cost_scale == "log" else 0.0
     return HvReference(score="accuracy", cost="latency_ms", score_worst=float(worst), score_best=1.0,
-                       cost_worst=1.1 * setup["max_latency_ms"], cost_best=0.0)
+                       cost_worst=1.1 * setup["max_latency_ms"], cost_best=floor, cost_scale=cost_scale)
+
+
+def known_front(runs: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Architecture ids on the Pareto front of everything any run evaluated (accuracy up, latency down)."""
+    from nni_hwnas.metrics import to_losses
+    from nni_hwnas.reporting.pareto import pareto_mask
+
+    seen = {t["arch_id"]: t for r in runs for t in r["rows"] if t.get("status") == "SUCCEEDED"}
+    if not seen:
+        return set()
+    ids = list(seen)
+    mask = pareto_mask(to_losses([seen[i] for i in ids], ["accuracy", "latency_ms"]))
+    return {i for i, on in zip(ids, mask) if on}
 
 
 def summarise_dataset(setup: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], labels: Sequence[str],
@@ -351,11 +415,8 @@ def summarise_dataset(setup: Mapping[str, Any], runs: Sequence[Mapping[str, Any]
     reference = reference_for(setup)
     summaries, curves = summarise(groups, reference, budgets=[])
     _, curves0 = summarise(groups, reference_for(setup, 0.0), budgets=[])
-    floor = 0.9 * setup["min_latency_ms"]
-    log_groups = {label: [[{**t, "latency_ms": float(np.log10(t["latency_ms"] / floor))} if "latency_ms" in t else t
-                           for t in rows_] for rows_ in runs_] for label, runs_ in groups.items()}
-    log_reference = dataclasses.replace(reference, cost_worst=float(np.log10(1.1 * setup["max_latency_ms"] / floor)))
-    _, curves_log = summarise(log_groups, log_reference, budgets=[])
+    _, curves_lin = summarise(groups, reference_for(setup, cost_scale="linear"), budgets=[])
+    front = known_front(runs)
     rows = []
     for summary in summaries:
         row = summary.row()
@@ -363,15 +424,17 @@ def summarise_dataset(setup: Mapping[str, Any], runs: Sequence[Mapping[str, Any]
         repeats = [sum(1 for t in rows_ if t.get("repeat_in_run")) for rows_ in groups[label]]
         rows.append({"dataset": setup["dataset"], "strategy": label, **row,
                      "hv_median_acc0": float(np.median([c[-1] for c in curves0[label]])),
-                     "hv_median_loglat": float(np.median([c[-1] for c in curves_log[label]])),
-                     "repeated_arch_trials_median": float(np.median(repeats))})
-    extra: dict[str, Any] = {"reference": reference.as_dict()}
+                     "hv_median_linear": float(np.median([c[-1] for c in curves_lin[label]])),
+                     "repeated_arch_trials_median": float(np.median(repeats)), "known_front": len(front),
+                     "front_found_median": float(np.median([len(front & {t["arch_id"] for t in rows_})
+                                                            for rows_ in groups[label]]))})
+    extra: dict[str, Any] = {"reference": reference.as_dict(), "known_front": sorted(front)}
     builtin = [r for r in rows if r["strategy"] != OURS]
     ours = next((r for r in rows if r["strategy"] == OURS), None)
     if ours and builtin:
         best = max(builtin, key=lambda r: r["hv_median"])
         best0 = max(builtin, key=lambda r: r["hv_median_acc0"])
-        best_log = max(builtin, key=lambda r: r["hv_median_loglat"])
+        best_lin = max(builtin, key=lambda r: r["hv_median_linear"])
         best_any = max(float(c[-1]) for runs_ in curves.values() for c in runs_)
         reach = [first_reaching(c, best["hv_median"]) for c in curves[OURS]]
         reached = [t for t in reach if t is not None]
@@ -379,8 +442,8 @@ def summarise_dataset(setup: Mapping[str, Any], runs: Sequence[Mapping[str, Any]
             "best_builtin": best["strategy"], "best_builtin_hv_median": best["hv_median"],
             "ratio_hv_median": ours["hv_median"] / best["hv_median"] if best["hv_median"] > 0 else float("inf"),
             "ratio_hv_median_acc0": ours["hv_median_acc0"] / best0["hv_median_acc0"],
-            "ratio_hv_median_loglat": ours["hv_median_loglat"] / best_log["hv_median_loglat"],
-            "best_builtin_loglat": best_log["strategy"],
+            "ratio_hv_median_linear": ours["hv_median_linear"] / best_lin["hv_median_linear"],
+            "best_builtin_linear": best_lin["strategy"],
             "best_any_run_hv": best_any,
             "headroom": best_any / best["hv_median"] if best["hv_median"] > 0 else float("inf"),
             "best_builtin_acc0": best0["strategy"],
@@ -404,14 +467,16 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 def print_table(rows: Sequence[Mapping[str, Any]]) -> None:
     cols = [("strategy", 31), ("seeds", 5), ("trials", 6), ("hv_median", 9), ("hv_min", 7), ("hv_max", 7),
-            ("trials_to_90pct", 15), ("runs_reaching_90pct", 9), ("best_accuracy", 8), ("repeated_arch_trials_median", 8)]
-    heads = {"runs_reaching_90pct": "reach90", "best_accuracy": "best_acc", "repeated_arch_trials_median": "repeats"}
+            ("trials_to_90pct", 15), ("runs_reaching_90pct", 9), ("best_accuracy", 8), ("repeated_arch_trials_median", 8),
+            ("front_found_median", 8), ("known_front", 6), ("hv_median_linear", 8)]
+    heads = {"runs_reaching_90pct": "reach90", "best_accuracy": "best_acc", "repeated_arch_trials_median": "repeats",
+             "front_found_median": "found", "known_front": "front", "hv_median_linear": "hv_lin"}
     print("  ".join(f"{heads.get(c, c):>{w}}" if i else f"{heads.get(c, c):<{w}}" for i, (c, w) in enumerate(cols)))
     for row in rows:
         cells = []
         for i, (c, w) in enumerate(cols):
             v = row.get(c)
-            text = fmt(v, 1) if c in ("trials_to_90pct", "repeated_arch_trials_median") else fmt(v)
+            text = fmt(v, 1) if c in ("trials_to_90pct", "repeated_arch_trials_median", "front_found_median") else fmt(v)
             cells.append(f"{text:>{w}}" if i else f"{text:<{w}}")
         print("  ".join(cells))
 
@@ -443,6 +508,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     parser.add_argument("--json", default=None, help="write one row per dataset and strategy here")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 12 trials, 1 epoch on 300 images")
+    parser.add_argument("--only", default=None,
+                        help="comma list of strategy labels (or their start, e.g. 'hw_evolution,Optuna') to run")
     args = parser.parse_args()
 
     seeds, trials = args.seeds, args.trials
@@ -468,6 +535,11 @@ def main() -> int:
     from nni_hwnas.experiment.runinfo import run_record
 
     all_variants = variants()
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        all_variants = [v for v in all_variants if any(v.label.startswith(w) for w in wanted)]
+        if not all_variants:
+            raise SystemExit(f"--only {args.only!r} matches no strategy; labels: {[v.label for v in variants()]}")
     print(f"compare_strategies: {len(names)} dataset(s) x {len(all_variants)} strategies x {seeds} seeds x "
           f"{trials} trials; engine: {ENGINE}; workers: {args.workers}")
     print(f"ours: hw_evolution {OUR_ARGS}; built-ins: " + "; ".join(f"{k} {v}" for k, v in BUILTIN_ARGS.items())
@@ -531,23 +603,23 @@ def main() -> int:
         (out / f"runs_{name}.json").write_text(json.dumps({"setup": setup, "reference": extra["reference"], "runs": sorted(
             runs, key=lambda r: (labels.index(r["strategy"]), r["seed"]))}, indent=1))
         ref = extra["reference"]
-        print(f"\n== {name}: hypervolume of accuracy (up) vs predicted latency_ms (down), reference point "
-              f"accuracy {ref['score_worst']:.4f} at {ref['cost_worst']:.4f} ms, accuracy normalised over [{ref['score_worst']:.4f}, 1], latency over "
-              f"[0, {ref['cost_worst']:.4f}] ms; {seeds} seeds x {trials} trials; trials_to_90pct = median trials "
-              f"to reach 90% of the best final HV of any run")
+        print(f"\n== {name}: hypervolume of {reference_for(setup).describe()}; {seeds} seeds x {trials} trials; "
+              f"trials_to_90pct = median trials to reach 90% of the best final HV of any run; known front: "
+              f"{len(extra['known_front'])} points (the front of all {extra['distinct_architectures_evaluated']} "
+              f"architectures any run evaluated), found = median of them a run found; hv_lin = linear latency axis")
         print_table(rows)
         if "ratio_hv_median" in extra:
             t = extra["ours_trials_to_best_builtin_final"]
-            print(f"ours / best built-in ({extra['best_builtin']}): median final HV ratio "
+            print(f"ours / best baseline ({extra['best_builtin']}): median final HV ratio "
                   f"{extra['ratio_hv_median']:.3f} (target >= 1.2: {'met' if extra['target_hv_met'] else 'NOT met'}); "
-                  f"ours reaches that built-in's median final HV ({extra['best_builtin_hv_median']:.4f}) in median "
+                  f"ours reaches that baseline's median final HV ({extra['best_builtin_hv_median']:.4f}) in median "
                   f"{fmt(t, 1)} trials ({extra['ours_runs_reaching_best_builtin_final']}/{seeds} runs; target <= "
                   f"{trials / 2:.0f}: {'met' if extra['target_trials_met'] else 'NOT met'})")
             print(f"  headroom: the best final HV of any run ({extra['best_any_run_hv']:.4f}) is "
-                  f"{extra['headroom']:.3f}x that built-in's median: the most any run here showed over it")
+                  f"{extra['headroom']:.3f}x that baseline's median: the most any run here showed over it")
             print(f"  sensitivity (not the target): accuracy over [0, 1]: ratio {extra['ratio_hv_median_acc0']:.3f} "
-                  f"(vs {extra['best_builtin_acc0']}); log10 latency: ratio {extra['ratio_hv_median_loglat']:.3f} "
-                  f"(vs {extra['best_builtin_loglat']})")
+                  f"(vs {extra['best_builtin_acc0']}); linear latency: ratio {extra['ratio_hv_median_linear']:.3f} "
+                  f"(vs {extra['best_builtin_linear']})")
         print(f"  distinct architectures evaluated: {extra['distinct_architectures_evaluated']}; trained in this "
               f"invocation: {extra['architectures_trained_this_invocation']} (the rest from the cache "
               f"{setup['cache']}); plot: {png.relative_to(REPO) if png.is_relative_to(REPO) else png}")

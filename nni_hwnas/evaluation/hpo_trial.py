@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = evaluate_architecture(definition.describe(sample), trial_dataset_args(config),
                                     trial_training_args(config), config.seed, config.evaluator.threads,
                                     config.evaluator.latency_repeats,
-                                    on_epoch=lambda epoch, acc: nni.report_intermediate_result(acc),
+                                    on_epoch=lambda epoch, metrics: nni.report_intermediate_result(metrics),
                                     objective=trial_objective_args(config), definition=definition,
                                     hardware=trial_hardware_args(config))
     nni.report_final_result(metrics)

@@ -66,10 +66,14 @@ def hardware_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str
 
 def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], training: Mapping[str, Any],
                           seed: int, threads: int = 1, latency_repeats: int = 30,
-                          on_epoch: Callable[[int, float], None] | None = None,
+                          on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                           objective: Mapping[str, Any] | None = None, definition: Any = None,
                           hardware: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Train the network ``layer_specs`` describes and return the metric-contract dict.
+
+    ``on_epoch(epoch, metrics)`` gets, after each epoch, ``default``/``accuracy`` so far plus the
+    cost metrics: costs are computed *before* training (they don't depend on the weights), so an
+    early-stopping rule over accuracy and cost (MO-ASHA) can judge every intermediate report.
 
     Raises:
         TrainingDiverged: on a non-finite loss or metric (NNI then records the trial as failed).
@@ -78,9 +82,12 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
     with torch_threads(threads):
         data = load_dataset(seed=seed, **dataset)
         network = reinitialise(layer_specs, seed)
-        result = train_model(network, data, TrainSettings(**training), seed, on_epoch=on_epoch)
         costs = hardware_costs(layer_specs, definition, hardware, data.input_shape, network, threads,
                                latency_repeats)
+        network = reinitialise(layer_specs, seed)  # timing ran the network: start training from the seeded weights
+        epoch_report = None if on_epoch is None else (
+            lambda epoch, acc: on_epoch(epoch, intermediate_metrics(acc, costs)))
+        result = train_model(network, data, TrainSettings(**training), seed, on_epoch=epoch_report)
     metrics: dict[str, float] = {
         "default": result.final_accuracy,
         "accuracy": result.final_accuracy,
@@ -96,6 +103,12 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
     return metrics
 
 
+def intermediate_metrics(accuracy: float, costs: Mapping[str, float]) -> dict[str, float]:
+    """One epoch's report: ``default`` (what NNI's UI plots) = accuracy so far, and the costs."""
+    return {"default": float(accuracy), "accuracy": float(accuracy),
+            **{k: float(v) for k, v in costs.items() if isinstance(v, (int, float))}}
+
+
 def train_and_report(model: Any, dataset: Mapping[str, Any], training: Mapping[str, Any], seed: int,
                      threads: int = 1, latency_repeats: int = 30, objective: Mapping[str, Any] | None = None,
                      hardware: Mapping[str, Any] | None = None) -> dict[str, float]:
@@ -103,7 +116,7 @@ def train_and_report(model: Any, dataset: Mapping[str, Any], training: Mapping[s
     import nni
 
     metrics = evaluate_architecture(model.layer_specs, dataset, training, seed, threads, latency_repeats,
-                                    on_epoch=lambda epoch, acc: nni.report_intermediate_result(acc),
+                                    on_epoch=lambda epoch, metrics: nni.report_intermediate_result(metrics),
                                     objective=objective, definition=model.definition, hardware=hardware)
     nni.report_final_result(metrics)
     return metrics

@@ -122,6 +122,25 @@ class TrainingServiceConfig:
 
 
 @dataclass
+class MultiFidelityConfig:
+    """MO-ASHA early stopping of training trials (``strategies/multi_fidelity.py``).
+
+    At each rung (epoch count) a trial goes on only if it is among the ``1/reduction_factor``
+    best of the trials that reached that rung, by non-dominated rank over (``score_metric`` up,
+    ``cost_metric`` down); NNI stops the rest. ``rungs`` default to ``min_epochs * eta**k`` below
+    ``evaluator.epochs``.
+    """
+
+    enabled: bool = False
+    rungs: list | None = None
+    min_epochs: int = _bounded(1, low=1, high=1000)
+    reduction_factor: float = _bounded(3.0, low=1.01, high=100.0)
+    score_metric: str = "accuracy"
+    cost_metric: str | None = "latency_ms"
+    poll_interval_s: float = _bounded(0.5, low=0.05, high=60.0)
+
+
+@dataclass
 class RunConfig:
     """One search: data, space, evaluator, strategy and the NNI experiment around them."""
 
@@ -134,6 +153,7 @@ class RunConfig:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     training_service: TrainingServiceConfig = field(default_factory=TrainingServiceConfig)
+    multi_fidelity: MultiFidelityConfig = field(default_factory=MultiFidelityConfig)
     output: str | None = None
     source: str | None = field(default=None, metadata={"internal": True})
 

@@ -87,6 +87,7 @@ def prepare(config: RunConfig) -> PreparedSearch:
         raise unknown("strategy", config.strategy.name, strategy_names())
     space_name, choices = resolve_space(config)
     trial_objective_args(config)
+    multi_fidelity_rule(config)
     if config.evaluator.kind == "tabular":
         return prepare_tabular(config, space_name, choices)
     data = load_dataset(config.dataset.name, data_root=config.dataset.data_root, seed=config.seed,
@@ -153,6 +154,31 @@ def searched_table(prepared: PreparedSearch) -> str | None:
     """The latency table the driver checked the search against (None without a predictor)."""
     table = prepared.predictor.table if prepared.predictor is not None else None
     return str(table.path) if table is not None and table.path is not None else None
+
+
+def multi_fidelity_rule(config: RunConfig) -> Any:
+    """The MO-ASHA rule of ``multi_fidelity`` (None when off), checked against the evaluator."""
+    mf = config.multi_fidelity
+    if not mf.enabled:
+        return None
+    if config.evaluator.kind != "train":
+        raise UserError("config: `multi_fidelity` stops training early; it needs `evaluator.kind: train`")
+    from strategies.nni_multi_fidelity import make_mo_asha
+
+    return make_mo_asha(mf.rungs, config.evaluator.epochs, mf.min_epochs, mf.reduction_factor, mf.score_metric,
+                        mf.cost_metric)
+
+
+def early_stopper(config: RunConfig, client: NniRestClient) -> Any:
+    """A context that runs MO-ASHA over the experiment's trials (a no-op context when off)."""
+    import contextlib
+
+    rule = multi_fidelity_rule(config)
+    if rule is None:
+        return contextlib.nullcontext()
+    from strategies.nni_multi_fidelity import RestEarlyStopper
+
+    return RestEarlyStopper(rule, client, config.multi_fidelity.poll_interval_s)
 
 
 def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print) -> Any:
@@ -425,9 +451,10 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
     interrupted = False
     out_dir = Path(output or config.output or Path("results") / experiment.id)
     objectives = result_objectives(config)
+    stopper = early_stopper(config, client)
     try:
         try:
-            with ProgressMonitor(client, config.experiment.max_trials):
+            with ProgressMonitor(client, config.experiment.max_trials), stopper:
                 experiment.start(port)
                 wait_for_completion(experiment)
                 wait_until_finished(client)
@@ -451,6 +478,9 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
             front = json.loads((out_dir / "pareto.json").read_text())["front"]
             write_json(out_dir / "proxy_then_train.json", {"proxy": config.evaluator.proxy,
                                                            "trained": train_top_of_front(prepared, front, echo)})
+        if hasattr(stopper, "summary"):
+            write_json(out_dir / "multi_fidelity.json", stopper.summary())
+            echo(f"nni-hwnas: MO-ASHA stopped {len(stopper.killed)} trial(s) early (rungs {stopper.rule.rungs})")
         if hasattr(strategy, "core"):
             write_json(out_dir / "strategy_history.json", {"history": strategy.core.history,
                                                            "pareto": strategy.export_pareto()})

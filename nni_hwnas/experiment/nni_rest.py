@@ -48,6 +48,12 @@ class NniRestClient:
         with urllib.request.urlopen(self.base + path, timeout=self.timeout_s) as response:
             return json.loads(response.read().decode())
 
+    def kill_trial(self, trial_id: str) -> None:
+        """Stop a running trial, as NNI's ``Experiment.kill_trial_job`` does (``DELETE /trial-jobs/<id>``)."""
+        request = urllib.request.Request(f"{self.base}/trial-jobs/{trial_id}", method="DELETE")
+        with urllib.request.urlopen(request, timeout=self.timeout_s):
+            pass
+
     def status(self) -> str:
         return self.get("/check-status").get("status", "UNKNOWN")
 

@@ -25,14 +25,15 @@ def _trial_config(config: dict, base: Path) -> Path | None:
     return (code_dir / words[words.index("--config") + 1]).resolve()
 
 
-def check_tuner(name: str) -> None:
+def check_tuner(name: str, kind: str = "tuner") -> None:
+    """``name`` is a ``kind`` (tuner or assessor) NNI can find here, built in or registered."""
     from nni.tools import package_utils
 
     if package_utils.get_algo_meta(name) is None:
-        known = sorted(m.name for m in package_utils.get_all_algo_meta() if m.algo_type == "tuner")
-        fix = ("run `nni-hwnas register` first" if name == "HwEvolution"
+        known = sorted(m.name for m in package_utils.get_all_algo_meta() if m.algo_type == kind)
+        fix = ("run `nni-hwnas register` first" if name in ("HwEvolution", "MoAsha")
                else "register it with `nnictl algo register --meta META.yml`")
-        raise UserError(f"tuner {name!r} is not known to NNI here (NNI_CONFIG_DIR); {fix}; known tuners: {', '.join(known)}")
+        raise UserError(f"{kind} {name!r} is not known to NNI here (NNI_CONFIG_DIR); {fix}; known {kind}s: {', '.join(known)}")
 
 
 def check_search_space(space_file: Path, experiment_yaml: Path) -> str:
@@ -70,6 +71,10 @@ def check_nnictl_config(path: str | Path, port: int | None = None) -> list[str]:
     if tuner:
         check_tuner(str(tuner))
         checked.append(f"tuner {tuner} is known to NNI")
+    assessor = (config.get("assessor") or {}).get("name")
+    if assessor:
+        check_tuner(str(assessor), "assessor")
+        checked.append(f"assessor {assessor} is known to NNI")
     experiment_yaml = _trial_config(config, path.parent)
     if experiment_yaml is not None and config.get("searchSpaceFile"):
         space = check_search_space((path.parent / str(config["searchSpaceFile"])).resolve(), experiment_yaml)

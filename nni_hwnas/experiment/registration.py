@@ -22,6 +22,13 @@ META = {
     "className": "strategies.nni_tuner.HwEvolutionTuner",
     "classArgsValidator": "strategies.nni_tuner.HwEvolutionClassArgsValidator",
 }
+#: MO-ASHA early stopping for nnictl configs: ``assessor: {name: MoAsha, classArgs: {max_epochs: 9}}``.
+ASSESSOR_META = {
+    "algoType": "assessor",
+    "builtinName": "MoAsha",
+    "className": "strategies.nni_multi_fidelity.MoAshaAssessor",
+    "classArgsValidator": "strategies.nni_multi_fidelity.MoAshaClassArgsValidator",
+}
 
 
 def nnictl_path() -> str:
@@ -37,22 +44,33 @@ def registered_class(name: str = META["builtinName"]) -> str | None:
     return None if meta is None else meta.class_name
 
 
-def register() -> str:
+def _register_one(meta: dict) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         meta_path = Path(tmp) / "meta.yml"
-        meta_path.write_text(yaml.safe_dump(META))
+        meta_path.write_text(yaml.safe_dump(meta))
         result = subprocess.run([nnictl_path(), "algo", "register", "--meta", str(meta_path)],
                                 capture_output=True, text=True)
-    if registered_class() != META["className"]:
+    if registered_class(meta["builtinName"]) != meta["className"]:
         detail = (result.stderr or result.stdout).strip().splitlines()
-        raise UserError(f"nnictl could not register {META['builtinName']}: {detail[-1] if detail else 'no output'}")
-    return f"registered tuner {META['builtinName']} ({META['className']}); use `tuner: {{name: {META['builtinName']}}}`"
+        raise UserError(f"nnictl could not register {meta['builtinName']}: {detail[-1] if detail else 'no output'}")
+    kind = meta["algoType"]
+    return f"registered {kind} {meta['builtinName']} ({meta['className']}); use `{kind}: {{name: {meta['builtinName']}}}`"
+
+
+def _unregister_one(meta: dict) -> str:
+    name, kind = meta["builtinName"], meta["algoType"]
+    if registered_class(name) is None:
+        return f"{kind} {name} is not registered; nothing to do"
+    subprocess.run([nnictl_path(), "algo", "unregister", name], capture_output=True, text=True)
+    if registered_class(name) is not None:
+        raise UserError(f"nnictl could not unregister {name}; try `nnictl algo unregister {name}`")
+    return f"unregistered {kind} {name}"
+
+
+def register() -> str:
+    """Register our tuner (``HwEvolution``) and our assessor (``MoAsha``)."""
+    return "\n".join(_register_one(meta) for meta in (META, ASSESSOR_META))
 
 
 def unregister() -> str:
-    if registered_class() is None:
-        return f"tuner {META['builtinName']} is not registered; nothing to do"
-    subprocess.run([nnictl_path(), "algo", "unregister", META["builtinName"]], capture_output=True, text=True)
-    if registered_class() is not None:
-        raise UserError(f"nnictl could not unregister {META['builtinName']}; try `nnictl algo unregister {META['builtinName']}`")
-    return f"unregistered tuner {META['builtinName']}"
+    return "\n".join(_unregister_one(meta) for meta in (META, ASSESSOR_META))

@@ -27,6 +27,27 @@ class HvReference:
     score_best: float = 1.0
     cost_worst: float = 1.0
     cost_best: float = 0.0
+    #: "linear", or "log": cost enters as log10(cost / cost_best) (``cost_best`` > 0, a floor), so a
+    #: network 10x cheaper gains as much volume at any scale; on a linear axis up to the space's
+    #: largest cost, every network under ~5% of it is nearly free and the cheap end barely counts.
+    cost_scale: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.cost_scale not in ("linear", "log"):
+            raise ValueError(f"cost_scale must be 'linear' or 'log', got {self.cost_scale!r}")
+        if self.cost_scale == "log" and not 0 < self.cost_best < self.cost_worst:
+            raise ValueError(f"a log cost axis needs 0 < cost_best < cost_worst, got {self.cost_best}, {self.cost_worst}")
+
+    def cost_value(self, cost: float) -> float:
+        """The cost on this reference's axis (log10 of cost / floor on a log axis)."""
+        return float(np.log10(cost / self.cost_best)) if self.cost_scale == "log" else float(cost)
+
+    def describe(self) -> str:
+        """One line for benchmark output: the axes, their bounds and the reference point."""
+        axis = (f"log10({self.cost} / {self.cost_best:.4g}) over [0, {self.cost_value(self.cost_worst):.4f}]"
+                if self.cost_scale == "log" else f"{self.cost} over [{self.cost_best:.4g}, {self.cost_worst:.4g}] (linear)")
+        return (f"{self.score} over [{self.score_worst:.4f}, {self.score_best:.4f}] vs {axis}; "
+                f"reference point {self.score}={self.score_worst:.4f} at {self.cost}={self.cost_worst:.4g}")
 
     def as_dict(self) -> dict:
         return {**asdict(self), "reference_point_normalised": [1.0, 1.0],
@@ -53,7 +74,8 @@ def hypervolume_curve(rows: Sequence[Mapping], reference: HvReference) -> np.nda
     """Hypervolume after each row (in the given trial order); failed rows add nothing."""
     lower, upper, points = [], [], []
     for name, worst, best in ((reference.score, reference.score_worst, reference.score_best),
-                              (reference.cost, reference.cost_worst, reference.cost_best)):
+                              (reference.cost, reference.cost_value(reference.cost_worst),
+                               reference.cost_value(reference.cost_best))):
         sign = -1.0 if direction(name) else 1.0
         lo, hi = sorted((sign * worst, sign * best))
         lower.append(lo)
@@ -61,7 +83,8 @@ def hypervolume_curve(rows: Sequence[Mapping], reference: HvReference) -> np.nda
     for row in rows:
         if _usable(row, reference.score, reference.cost) and within_budget(row):
             points.append([-float(row[reference.score]) if direction(reference.score) else float(row[reference.score]),
-                           -float(row[reference.cost]) if direction(reference.cost) else float(row[reference.cost])])
+                           -reference.cost_value(row[reference.cost]) if direction(reference.cost)
+                           else reference.cost_value(row[reference.cost])])
         else:
             points.append([np.inf, np.inf])  # contributes nothing, keeps the trial's place
     if not points:

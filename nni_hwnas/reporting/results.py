@@ -28,7 +28,8 @@ def trial_rows(views: Iterable[TrialView]) -> list[dict[str, Any]]:
     rows = []
     for view in views:
         row: dict[str, Any] = {"trial_id": view.trial_id, "parameter_id": view.parameter_id,
-                               "status": view.status, "duration_s": view.duration_s}
+                               "status": view.status, "duration_s": view.duration_s,
+                               "epochs_reported": len(view.intermediate)}
         row.update({f"arch.{label}": value for label, value in sorted(view.sample.items())})
         row.update(view.metrics)
         rows.append(row)
@@ -53,7 +54,7 @@ def pareto_rows(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str] = D
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    leading = ["trial_id", "parameter_id", "status", "duration_s"]
+    leading = ["trial_id", "parameter_id", "status", "duration_s", "epochs_reported"]
     arch = sorted({k for r in rows for k in r if k.startswith("arch.")})
     metric_keys = {k for r in rows for k in r} - set(leading) - set(arch)
     metrics = [k for k in CONTRACT_KEYS if k in metric_keys] + sorted(metric_keys - set(CONTRACT_KEYS))

@@ -1,0 +1,410 @@
+"""Benchmark: plain ``hw_evolution`` vs ``hw_evolution`` + MO-ASHA early stopping, on real training.
+
+Issue 11. Target: the MO-ASHA runs reach the plain evolution's final hypervolume in at most half
+of its CPU time, median over seeds, measured side by side in one run.
+
+- **Training**: the conv_net space (``--preset``) on a MedMNIST set (BreastMNIST by default), SGD
+  for ``--epochs`` epochs under one fixed training seed, one torch thread. An architecture's
+  per-epoch validation accuracy is therefore a deterministic function of the architecture; each
+  architecture is trained once and its curve and *measured per-epoch CPU seconds*
+  (``time.process_time``, training + validation) are memoised in
+  ``experiments/benchmarks/cache/`` (a trial stopped after ``r`` epochs trains only ``r``: the
+  cosine schedule is set for the full budget either way, so the first ``r`` epochs are the same).
+- **Charged CPU**: each run is charged the measured CPU of the epochs it ran (all of them for
+  plain; up to the rung where it was stopped for MO-ASHA). Not charged: process launch and data
+  loading, which NNI pays per trial whatever the epochs; ``--trial-overhead-s`` adds an assumed
+  launch cost per trial as a sensitivity check (MO-ASHA runs more, shorter trials).
+- **Runs**: plain evolution (``hw_evolution`` as ``compare_strategies.py`` configures it) for
+  ``--trials`` trials; then, per seed, the same evolution with MO-ASHA (``strategies/multi_fidelity.py``;
+  rungs ``min_epochs * eta**k`` below ``--epochs``) until it has used the plain run's CPU. A stopped
+  trial is told to the evolution as failed, as the NNI routes do (NNI ends it as cancelled).
+- **Hypervolume**: accuracy (up, over [majority-class rate, 1]) vs predicted latency (``host-cpu-1t``
+  table, down) on a **log axis** (``log10(latency / floor)``, floor = 0.9 x the space's cheapest),
+  of fully trained trials only (an early-stopped trial's accuracy is not its final one).
+
+    .venv/bin/python experiments/benchmarks/multi_fidelity.py [--seeds 5] [--trials 30] [--epochs 9]
+        [--dataset breastmnist] [--min-epochs 1,3] [--workers 2] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from experiments.benchmarks.compare_strategies import (  # noqa: E402  (after the path insert)
+    CACHE, DEFAULT_DATA, OUR_ARGS, PROFILE, TRAIN_SEED, AccuracyCache, _worker_init, dataset_setup)
+
+DEFAULT_OUT = REPO / "experiments" / "benchmarks" / "results" / "multi_fidelity"
+TRAINING = {"batch_size": 64, "learning_rate": 0.05, "lr_schedule": "cosine", "augment": True, "train_subset": None}
+MAX_TRIAL_FACTOR = 5  # an MO-ASHA run stops at this many times the plain run's trials even with CPU left
+
+
+class _Enough(Exception):
+    """Raised from the epoch callback once the requested epochs are done."""
+
+
+# ---------------------------------------------------------------------------- one architecture
+
+
+class Trainer:
+    """Per-epoch accuracy and CPU of an architecture, trained on first need (one per worker)."""
+
+    def __init__(self, setup: Mapping[str, Any]) -> None:
+        from nni_hwnas.data.datasets import load_dataset
+        from nni_hwnas.evaluation.cost_trial import load_predictor
+        from nni_hwnas.hardware.profiles import load_profile
+        from search_spaces.registry import make_definition
+
+        self.setup = dict(setup)
+        self.data = load_dataset(setup["dataset"], data_root=setup["data_root"], seed=TRAIN_SEED)
+        self.definition = make_definition(setup["space"], setup["choices"], setup["input_shape"], setup["num_classes"])
+        self.predictor = load_predictor(load_profile(PROFILE), self.definition)
+        header = {"benchmark": "multi_fidelity", "dataset": setup["dataset"], "preset": setup["preset"],
+                  "choices": setup["choices"], "training": setup["training"], "train_seed": TRAIN_SEED}
+        self.cache = AccuracyCache(Path(setup["cache_file"]), header)
+        self.trained_epochs = 0  # epochs trained in this process (cache misses)
+
+    def curve(self, sample: Mapping[str, Any], epochs: int) -> dict[str, Any]:
+        """``{"accuracy": [...], "cpu_s": [...]}`` for at least ``epochs`` epochs (or ``failed``)."""
+        from nni_hwnas.evaluation.training import TrainSettings, TrainingDiverged, train_model
+        from nni_hwnas.evaluation.trial import reinitialise
+
+        arch_id = self.definition.arch_id(sample)
+        entry = self.cache.get(arch_id)
+        if entry is not None and ("failed" in entry or len(entry["accuracy"]) >= epochs):
+            return entry
+        accuracy: list[float] = []
+        cpu: list[float] = []
+        last = [time.process_time()]
+
+        def on_epoch(epoch: int, acc: float) -> None:
+            now = time.process_time()
+            accuracy.append(float(acc))
+            cpu.append(round(now - last[0], 4))
+            last[0] = now
+            if len(accuracy) >= epochs:
+                raise _Enough
+
+        network = reinitialise(self.definition.describe(self.definition.complete(sample)), TRAIN_SEED)
+        entry = {}
+        try:
+            train_model(network, self.data, TrainSettings(**self.setup["training"]), TRAIN_SEED, on_epoch=on_epoch)
+        except _Enough:
+            pass
+        except TrainingDiverged as exc:
+            entry["failed"] = str(exc)[:200]
+        entry.update({"accuracy": accuracy, "cpu_s": cpu})
+        self.trained_epochs += len(accuracy)
+        self.cache.put(arch_id, entry)
+        return entry
+
+
+# ---------------------------------------------------------------------------- one search
+
+
+@dataclass
+class RunResult:
+    variant: str
+    seed: int
+    rows: list[dict[str, Any]]  # one per trial: status, accuracy, latency_ms, epochs, cpu_s, cum_cpu_s
+    rule: dict[str, Any] | None = None
+    trained_epochs: int = 0
+    seconds: float = 0.0
+
+
+_TRAINERS: dict[str, Trainer] = {}
+
+
+def run_search(setup: Mapping[str, Any], seed: int, trials: int, min_epochs: int | None, cpu_budget: float | None,
+               reduction_factor: float) -> dict[str, Any]:
+    """Plain evolution (``min_epochs`` None) for ``trials`` trials, or evolution + MO-ASHA until
+    ``cpu_budget`` CPU seconds are used (at most ``MAX_TRIAL_FACTOR * trials`` trials)."""
+    from strategies.hw_evolution import HwEvolution, SpaceExhausted
+    from strategies.multi_fidelity import MoAsha, default_rungs
+    from strategies.objectives import ObjectiveConfig
+
+    key = setup["cache_file"]
+    if key not in _TRAINERS:
+        _TRAINERS[key] = Trainer(setup)
+    trainer = _TRAINERS[key]
+    trainer.trained_epochs = 0
+    started = time.perf_counter()
+    epochs = setup["training"]["epochs"]
+    objectives = ObjectiveConfig(use=tuple(OUR_ARGS["objectives"]), score_metric=OUR_ARGS["score_metric"],
+                                 cost_metric=OUR_ARGS["cost_metric"])
+    search = {k: OUR_ARGS[k] for k in ("population_size", "sample_size", "initial_random")}
+    core = HwEvolution(trainer.definition.mutable_labels(), seed=seed, identity=trainer.definition.arch_id,
+                       canonical=trainer.definition.canonical, objectives=objectives, **search)
+    rule = None
+    if min_epochs is not None:
+        rule = MoAsha(default_rungs(epochs, min_epochs, reduction_factor), reduction_factor, "accuracy", "latency_ms")
+    rows: list[dict[str, Any]] = []
+    used = 0.0
+    limit = trials if rule is None else MAX_TRIAL_FACTOR * trials
+    while len(rows) < limit and (cpu_budget is None or used < cpu_budget):
+        try:
+            sample = core.ask()
+        except SpaceExhausted:
+            break
+        latency = trainer.predictor.predict(sample)
+        ran, stopped_at, entry = epochs, None, None
+        if rule is not None:
+            for rung in rule.rungs:
+                entry = trainer.curve(sample, rung)
+                if "failed" in entry and len(entry["accuracy"]) < rung:
+                    break
+                if not rule.report(str(len(rows)), rung, {"accuracy": entry["accuracy"][rung - 1], "latency_ms": latency}):
+                    ran, stopped_at = rung, rung
+                    break
+        if stopped_at is None:
+            entry = trainer.curve(sample, epochs)
+            if "failed" in entry:
+                ran = len(entry["accuracy"])
+        cpu = float(sum(entry["cpu_s"][:ran]))
+        used += cpu
+        row = {"trial": len(rows) + 1, "arch_id": core.identity(sample), "latency_ms": latency, "epochs": ran,
+               "cpu_s": cpu, "cum_cpu_s": used}
+        if "failed" in entry and stopped_at is None:
+            row["status"] = "FAILED"
+            core.tell(sample, None, failed=True)
+        elif stopped_at is not None:
+            row.update(status="EARLY_STOPPED", rung_accuracy=entry["accuracy"][stopped_at - 1])
+            core.tell(sample, None, failed=True)  # as NNI ends it: cancelled, never a parent
+        else:
+            row.update(status="SUCCEEDED", accuracy=entry["accuracy"][epochs - 1])
+            core.tell(sample, {"accuracy": row["accuracy"], "latency_ms": latency})
+        rows.append(row)
+    variant = "plain" if rule is None else f"mo_asha(min_epochs={min_epochs})"
+    summary = None if rule is None else {"rungs": rule.rungs, "reduction_factor": reduction_factor,
+                                         "per_rung": [vars(s) | {"stopped_trials": len(s.stopped_trials)}
+                                                      for s in rule.stats()]}
+    return vars(RunResult(variant, seed, rows, summary, trainer.trained_epochs, time.perf_counter() - started))
+
+
+# ---------------------------------------------------------------------------- summaries
+
+
+def reference_for(setup: Mapping[str, Any]) -> Any:
+    from nni_hwnas.reporting.hypervolume_trace import HvReference
+
+    return HvReference(score="accuracy", cost="latency_ms", score_worst=setup["majority_val_accuracy"],
+                       score_best=1.0, cost_worst=1.1 * setup["max_latency_ms"], cost_best=0.9 * setup["min_latency_ms"],
+                       cost_scale="log")
+
+
+def hv_within(rows: Sequence[Mapping[str, Any]], curve: np.ndarray, cpu_s: float) -> float:
+    """Hypervolume after the last trial that finished within ``cpu_s`` charged CPU seconds."""
+    inside = [i for i, x in enumerate(rows) if x["cum_cpu_s"] <= cpu_s + 1e-9]
+    return float(curve[inside[-1]]) if inside else 0.0
+
+
+def cpu_to_reach(rows: Sequence[Mapping[str, Any]], curve: np.ndarray, target: float, overhead_s: float) -> float | None:
+    """Charged CPU (plus ``overhead_s`` per trial) when ``curve`` first reaches ``target``."""
+    hits = np.nonzero(curve >= target - 1e-12)[0]
+    if not len(hits):
+        return None
+    i = int(hits[0])
+    return float(rows[i]["cum_cpu_s"] + overhead_s * (i + 1))
+
+
+def summarise(setup: Mapping[str, Any], results: Sequence[Mapping[str, Any]], overhead_s: float) -> list[dict[str, Any]]:
+    """Per MO-ASHA variant and seed: CPU share needed to reach the plain run's final HV."""
+    from nni_hwnas.reporting.hypervolume_trace import hypervolume_curve
+
+    reference = reference_for(setup)
+    plain = {r["seed"]: r for r in results if r["variant"] == "plain"}
+    out = []
+    for r in results:
+        if r["variant"] == "plain":
+            continue
+        p = plain[r["seed"]]
+        p_curve, curve = hypervolume_curve(p["rows"], reference), hypervolume_curve(r["rows"], reference)
+        target = float(p_curve[-1])
+        p_cpu = p["rows"][-1]["cum_cpu_s"]
+        row = {"variant": r["variant"], "seed": r["seed"], "plain_trials": len(p["rows"]), "plain_hv": target,
+               "plain_cpu_s": p_cpu, "trials": len(r["rows"]),
+               "stopped": sum(x["status"] == "EARLY_STOPPED" for x in r["rows"]),
+               "full": sum(x["status"] == "SUCCEEDED" for x in r["rows"]),
+               "hv_at_equal_cpu": hv_within(r["rows"], curve, p_cpu),
+               "hv_at_half_cpu": hv_within(r["rows"], curve, p_cpu / 2)}
+        # A plain run with no volume (nothing better than the majority class) sets no target: n/a.
+        row["informative"] = target > 0
+        reach = cpu_to_reach(r["rows"], curve, target, 0.0) if target > 0 else None
+        row["cpu_share_to_plain_hv"] = None if reach is None else reach / p_cpu
+        p_total = p_cpu + overhead_s * len(p["rows"])
+        reach_o = cpu_to_reach(r["rows"], curve, target, overhead_s) if target > 0 else None
+        row["cpu_share_with_overhead"] = None if reach_o is None else reach_o / p_total
+        out.append(row)
+    return out
+
+
+def median_share(values: Sequence[float | None]) -> float | None:
+    """Median where a run that never reached the target counts as infinitely slow."""
+    finite = [np.inf if v is None else v for v in values]
+    m = float(np.median(finite)) if finite else None
+    return None if m is None or not np.isfinite(m) else m
+
+
+def known_front_size(results: Sequence[Mapping[str, Any]], reference: Any) -> tuple[int, int]:
+    """(fully trained distinct architectures of all runs, size of their Pareto front)."""
+    from nni_hwnas.metrics import to_losses
+    from nni_hwnas.reporting.pareto import pareto_mask
+
+    done = {x["arch_id"]: x for r in results for x in r["rows"] if x["status"] == "SUCCEEDED"}
+    if not done:
+        return 0, 0
+    return len(done), int(pareto_mask(to_losses(list(done.values()), ["accuracy", "latency_ms"])).sum())
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def print_table(rows: Sequence[Mapping[str, Any]], overhead_s: float) -> None:
+    cols = ["variant", "seed", "plain_trials", "plain_cpu_s", "plain_hv", "trials", "full", "stopped",
+            "hv_at_half_cpu", "hv_at_equal_cpu", "cpu_share_to_plain_hv", "cpu_share_with_overhead"]
+    heads = {"plain_trials": "p_trials", "plain_cpu_s": "p_cpu_s", "hv_at_half_cpu": "hv@half",
+             "hv_at_equal_cpu": "hv@equal", "cpu_share_to_plain_hv": "share", "cpu_share_with_overhead":
+             f"share+{overhead_s:g}s"}
+    widths = [max(len(heads.get(c, c)), 8) for c in cols]
+    widths[0] = 22
+    print("  ".join(f"{heads.get(c, c):>{w}}" for c, w in zip(cols, widths)))
+    for row in rows:
+        print("  ".join(f"{fmt(row[c], 1 if c.endswith('cpu_s') else 3):>{w}}" for c, w in zip(cols, widths)))
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5, help="search seeds 0..N-1")
+    parser.add_argument("--trials", type=int, default=30, help="trials of each plain run")
+    parser.add_argument("--epochs", type=int, default=9, help="full training budget per trial")
+    parser.add_argument("--dataset", default="breastmnist", choices=["breastmnist", "pneumoniamnist"])
+    parser.add_argument("--preset", default="conv_net")
+    parser.add_argument("--train-subset", type=int, default=None, help="train on this many images (default all)")
+    parser.add_argument("--min-epochs", default="1,3",
+                        help="comma list: one MO-ASHA variant per lowest rung (all are reported)")
+    parser.add_argument("--reduction-factor", type=float, default=3.0)
+    parser.add_argument("--trial-overhead-s", type=float, default=4.5,
+                        help="assumed per-trial launch cost for the sensitivity column (README: ~4-5 s per NAS trial)")
+    parser.add_argument("--data-root", default=str(DEFAULT_DATA))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument("--json", default=None, help="write one row per variant and seed here")
+    parser.add_argument("--from-runs", default=None, help="re-summarise a saved runs.json instead of running")
+    args = parser.parse_args()
+
+    _worker_init()
+    data_root = Path(args.data_root).resolve()
+    if not (data_root / f"{args.dataset}.npz").is_file():
+        raise SystemExit(f"{args.dataset}.npz not found in {data_root}; pass --data-root")
+    training = {**TRAINING, "epochs": args.epochs, "train_subset": args.train_subset}
+    setup = dataset_setup(args.dataset, data_root, training, args.preset)
+    setup["cache_file"] = str(CACHE / (f"multi_fidelity_{args.dataset}_{args.preset}_e{args.epochs}"
+                                       f"_sub{args.train_subset or 'all'}_seed{TRAIN_SEED}.json"))
+    min_epochs = [int(m) for m in args.min_epochs.split(",") if m.strip()]
+    reference = reference_for(setup)
+    print(f"multi_fidelity: {args.dataset} / {args.preset} ({setup['space_size']:,} label combinations), "
+          f"{setup['train_size']} train / {setup['val_size']} val images, {args.epochs} epochs per full trial, "
+          f"training seed {TRAIN_SEED}, 1 thread; {args.seeds} seeds; plain: {args.trials} trials; MO-ASHA: "
+          f"eta {args.reduction_factor:g}, lowest rung(s) {min_epochs}, until the plain run's CPU is used")
+    print(f"HV: {reference.describe()} (fully trained trials only); CPU = measured training+validation CPU "
+          f"of the epochs each trial ran")
+    sys.stdout.flush()
+
+    if args.from_runs:
+        results, wall = json.loads(Path(args.from_runs).read_text()), 0.0
+        print(f"re-summarising {len(results)} saved runs from {args.from_runs} (no training)")
+    else:
+        results, wall = run_all(args, setup, min_epochs)
+    summarise_and_write(args, setup, results, wall)
+    return 0
+
+
+def run_all(args: argparse.Namespace, setup: Mapping[str, Any], min_epochs: Sequence[int]) -> tuple[list, float]:
+    """Plain runs first (their CPU is the MO-ASHA runs' budget), then every MO-ASHA variant."""
+    started = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    context = multiprocessing.get_context("spawn")  # torch is imported here already: don't fork it
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=context, initializer=_worker_init) as pool:
+        plain_jobs = [pool.submit(run_search, setup, s, args.trials, None, None, args.reduction_factor)
+                      for s in range(args.seeds)]
+        for job in plain_jobs:
+            results.append(job.result())
+            r = results[-1]
+            print(f"  plain seed {r['seed']}: {len(r['rows'])} trials, {r['rows'][-1]['cum_cpu_s']:.0f} CPU s charged, "
+                  f"{r['trained_epochs']} epochs trained now, {r['seconds']:.0f} s", flush=True)
+        budgets = {r["seed"]: r["rows"][-1]["cum_cpu_s"] for r in results}
+        asha_jobs = [pool.submit(run_search, setup, s, args.trials, m, budgets[s], args.reduction_factor)
+                     for m in min_epochs for s in range(args.seeds)]
+        for job in asha_jobs:
+            results.append(job.result())
+            r = results[-1]
+            print(f"  {r['variant']} seed {r['seed']}: {len(r['rows'])} trials "
+                  f"({sum(x['status'] == 'EARLY_STOPPED' for x in r['rows'])} stopped), "
+                  f"{r['trained_epochs']} epochs trained now, {r['seconds']:.0f} s", flush=True)
+    return results, time.perf_counter() - started
+
+
+def summarise_and_write(args: argparse.Namespace, setup: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
+                        wall: float) -> None:
+    reference = reference_for(setup)
+    rows = summarise(setup, results, args.trial_overhead_s)
+    n_done, front = known_front_size(results, reference)
+    print(f"\n== {args.dataset}: share = CPU an MO-ASHA run needed to reach the plain run's final HV / the plain "
+          f"run's CPU (same seed; '-' = not reached within the plain run's CPU, counted as never in the median; seeds whose "
+          f"plain HV is 0 set no target and are left out); target: median <= 0.5")
+    print(f"   known front: {front} points among {n_done} fully trained architectures of all runs")
+    print_table(rows, args.trial_overhead_s)
+    medians = {}
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == variant and r["informative"]]
+        if not mine:
+            print(f"{variant}: no plain run found any volume: nothing to compare")
+            continue
+        medians[variant] = {"share": median_share([r["cpu_share_to_plain_hv"] for r in mine]),
+                            "share_with_overhead": median_share([r["cpu_share_with_overhead"] for r in mine]),
+                            "hv_at_equal_cpu": float(np.median([r["hv_at_equal_cpu"] for r in mine])),
+                            "plain_hv": float(np.median([r["plain_hv"] for r in mine])),
+                            "reached": sum(r["cpu_share_to_plain_hv"] is not None for r in mine)}
+        m = medians[variant]
+        met = m["share"] is not None and m["share"] <= 0.5
+        print(f"{variant}: median share {fmt(m['share'])} (target <= 0.5: {'met' if met else 'NOT met'}; "
+              f"{m['reached']}/{len(mine)} informative runs reached the plain HV); with {args.trial_overhead_s:g} s assumed launch "
+              f"cost per trial: {fmt(m['share_with_overhead'])}; median HV at equal CPU {m['hv_at_equal_cpu']:.4f} "
+              f"vs plain {m['plain_hv']:.4f}")
+    print(f"\nwall time {wall / 60:.1f} min")
+
+    from nni_hwnas.experiment.runinfo import run_record
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = run_record(TRAIN_SEED, {**vars(args), "seeds": list(range(args.seeds)), "ours": OUR_ARGS},
+                        setup=setup, reference=reference.as_dict(), rows=rows, medians=medians,
+                        known_front=front, fully_trained=n_done, wall_seconds=wall,
+                        note="seed field: the training seed; search seeds are config.seeds")
+    (out / "run.json").write_text(json.dumps(record, indent=1, default=str))
+    (out / "runs.json").write_text(json.dumps(results, indent=1))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    print(f"results in {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""MO-ASHA: asynchronous successive halving over Pareto rank, as a plain object over metric dicts.
+
+Children train for a few epochs first; at each *rung* (an epoch count) a trial is compared with
+every trial that reached the same rung, and it goes on only if it could still join the Pareto
+front of (score up, cost down). This is the stopping variant of ASHA (Li et al., MLSys 2020) with
+promotion by non-dominated rank, as MO-ASHA (Schmucker et al. 2021, arXiv 2106.12639): no trial
+waits for others, so it works with any concurrency, including one trial at a time.
+
+The rule at a rung holding ``n`` results (this trial's included): keep the ``ceil(n / eta)`` best
+by non-dominated rank, where a whole front is kept when it starts inside that quota. Keeping ties
+whole avoids an arbitrary order among mutually non-dominated trials (every one of them could end
+on the final front), at the price of keeping a little more than ``1/eta`` when fronts are wide.
+The first trial to reach a rung always goes on: there is nothing to compare it with.
+
+No NNI import here: :mod:`strategies.nni_multi_fidelity` adapts it to NNI's assessor (``nnictl``)
+and to a ``NasExperiment`` (killing trials through NNI's REST API).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from nni_hwnas.errors import UserError
+from nni_hwnas.metrics import METRICS, to_losses
+from nni_hwnas.reporting.pareto import non_dominated_sort
+
+__all__ = ["MoAsha", "RungStats", "default_rungs"]
+
+
+def default_rungs(max_epochs: int, min_epochs: int = 1, reduction_factor: float = 3.0) -> list[int]:
+    """Rungs ``min_epochs * eta**k`` below ``max_epochs``: the geometric ladder of ASHA.
+
+    E.g. 9 epochs, eta 3 -> [1, 3]: a third of the trials go from 1 to 3 epochs, a ninth to 9.
+    """
+    rungs, r = [], float(min_epochs)
+    while round(r) < max_epochs:
+        if not rungs or round(r) > rungs[-1]:
+            rungs.append(int(round(r)))
+        r *= reduction_factor
+    return rungs
+
+
+@dataclass
+class RungStats:
+    """What happened at one rung: trials judged there, and those stopped."""
+
+    epoch: int
+    reached: int = 0
+    stopped: int = 0
+    stopped_trials: list[str] = field(default_factory=list)
+
+
+class MoAsha:
+    """Decides, after each epoch of a trial, whether the trial goes on or stops.
+
+    Args:
+        rungs: Epoch counts (1-based, ascending) at which trials are judged; the last epoch of
+            training is not a rung (a trial that got there is done anyway).
+        reduction_factor: ``eta``: about ``1/eta`` of the trials reaching a rung go on.
+        score_metric: Higher-is-better metric of the intermediate reports (e.g. ``accuracy``).
+        cost_metric: Lower-is-better metric (e.g. ``latency_ms``); fixed per architecture, so
+            trials of equal accuracy are told apart by cost. None judges on the score alone (ASHA).
+    """
+
+    def __init__(self, rungs: Sequence[int], reduction_factor: float = 3.0, score_metric: str = "accuracy",
+                 cost_metric: str | None = "latency_ms") -> None:
+        rungs = [int(r) for r in rungs]
+        if not rungs or any(r < 1 for r in rungs) or sorted(set(rungs)) != rungs:
+            raise UserError(f"multi_fidelity: `rungs` must be ascending epoch counts >= 1, got {list(rungs)}")
+        if not (isinstance(reduction_factor, (int, float)) and reduction_factor > 1):
+            raise UserError(f"multi_fidelity: `reduction_factor` must be a number > 1, got {reduction_factor!r}")
+        for name, metric in (("score_metric", score_metric), ("cost_metric", cost_metric)):
+            if metric is not None and metric not in METRICS:
+                raise UserError(f"multi_fidelity: `{name}` {metric!r} is not a reported metric; "
+                                f"use one of {', '.join(METRICS)}")
+        self.rungs = rungs
+        self.reduction_factor = float(reduction_factor)
+        self.objectives = [score_metric] + ([cost_metric] if cost_metric else [])
+        self._results: dict[int, dict[str, list[float]]] = {r: {} for r in rungs}  # rung -> trial -> losses
+        self._stopped: dict[str, int] = {}  # trial -> rung where it was stopped
+
+    def report(self, trial: str, epoch: int, metrics: Mapping[str, Any]) -> bool:
+        """Record ``trial``'s metrics after ``epoch`` (1-based) epochs; True = go on, False = stop.
+
+        Epochs that are not rungs always go on. A report with a missing objective goes on (it
+        can't be judged) rather than stopping a trial on a guess. Reporting a rung twice for one
+        trial keeps the first result, so a repeated message can't change a decision.
+        """
+        if trial in self._stopped:
+            return False
+        if not self.observe(trial, epoch, metrics) or self.promotable(epoch, trial):
+            return True
+        self._stopped[trial] = epoch
+        return False
+
+    def observe(self, trial: str, epoch: int, metrics: Mapping[str, Any]) -> bool:
+        """Record a rung result without deciding (e.g. of a trial that already ended).
+
+        Returns whether ``trial`` now has a result at rung ``epoch`` (False: not a rung, or an
+        objective is missing or not finite).
+        """
+        if epoch not in self._results:
+            return False
+        if not all(isinstance(metrics.get(m), (int, float)) and math.isfinite(metrics[m]) for m in self.objectives):
+            return False
+        self._results[epoch].setdefault(trial, [float(v) for v in to_losses([metrics], self.objectives)[0]])
+        return True
+
+    def promotable(self, epoch: int, trial: str) -> bool:
+        """Whether ``trial`` is among the ``ceil(n / eta)`` best at rung ``epoch`` (whole fronts kept)."""
+        at_rung = self._results[epoch]
+        names = list(at_rung)
+        quota = max(1, math.ceil(len(names) / self.reduction_factor))
+        ranks = non_dominated_sort(np.array([at_rung[n] for n in names], dtype=float))
+        mine = ranks[names.index(trial)]
+        better = int(np.sum(ranks < mine))  # trials on fronts before this trial's
+        return better < quota
+
+    def stopped(self) -> dict[str, int]:
+        """Trial -> the rung (epoch) at which it was stopped."""
+        return dict(self._stopped)
+
+    def stats(self) -> list[RungStats]:
+        """Per rung: how many trials reached it and how many were stopped there."""
+        out = []
+        for rung in self.rungs:
+            stopped = sorted(t for t, r in self._stopped.items() if r == rung)
+            out.append(RungStats(rung, len(self._results[rung]), len(stopped), stopped))
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rungs": list(self.rungs), "results": {str(r): dict(v) for r, v in self._results.items()},
+                "stopped": dict(self._stopped)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if [int(r) for r in state["rungs"]] != self.rungs:
+            raise UserError(f"multi_fidelity: the saved rungs {state['rungs']} differ from the configured {self.rungs}")
+        self._results = {int(r): {t: list(v) for t, v in trials.items()} for r, trials in state["results"].items()}
+        self._stopped = {t: int(r) for t, r in state["stopped"].items()}

@@ -1,0 +1,144 @@
+"""MO-ASHA (:class:`~strategies.multi_fidelity.MoAsha`) in NNI's two routes, as thin adapters.
+
+- ``nnictl``: :class:`MoAshaAssessor`, an NNI ``Assessor`` registered as ``MoAsha`` by
+  ``nni-hwnas register``. NNI's dispatcher hands it each trial's intermediate reports (our trials
+  report a dict per epoch: accuracy and the costs) and kills the trials it calls ``Bad``; NNI then
+  marks them ``EARLY_STOPPED``.
+- ``NasExperiment``: NNI 3.0 gives NAS experiments no assessor ("such functionality is already
+  implemented in strategy", ``nni/nas/experiment/experiment.py``) and its training-service engine
+  has no call to stop a running model. :class:`RestEarlyStopper` reads the intermediate reports
+  from the REST API the web UI reads, and stops trials with the same ``DELETE /trial-jobs/<id>``
+  that ``Experiment.kill_trial_job`` sends (NNI marks them ``USER_CANCELED``). It works with any
+  strategy, ours or NNI's; a stopped trial reaches the strategy as failed, so it is never a parent
+  and never proposed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.error
+from typing import Any, Mapping, Sequence
+
+from nni.assessor import AssessResult, Assessor
+from nni.utils import ClassArgsValidator
+
+from nni_hwnas.errors import UserError
+
+from .multi_fidelity import MoAsha, default_rungs
+
+__all__ = ["MoAshaAssessor", "MoAshaClassArgsValidator", "RestEarlyStopper", "ASSESSOR_NAME", "make_mo_asha"]
+
+ASSESSOR_NAME = "MoAsha"
+_log = logging.getLogger("nni_hwnas.multi_fidelity")
+
+
+def make_mo_asha(rungs: Sequence[int] | None = None, max_epochs: int | None = None, min_epochs: int = 1,
+                 reduction_factor: float = 3.0, score_metric: str = "accuracy",
+                 cost_metric: str | None = "latency_ms") -> MoAsha:
+    """The rule from config values: explicit ``rungs``, or ASHA's ladder below ``max_epochs``."""
+    if rungs is None:
+        if max_epochs is None:
+            raise UserError("multi_fidelity: give `rungs` (epoch counts) or `max_epochs` (the trials' epochs)")
+        rungs = default_rungs(int(max_epochs), int(min_epochs), float(reduction_factor))
+    if max_epochs is not None and rungs and max(rungs) >= int(max_epochs):
+        raise UserError(f"multi_fidelity: every rung must be below the trials' epochs ({max_epochs}), got {list(rungs)}")
+    if not rungs:
+        raise UserError(f"multi_fidelity: no rung fits below {max_epochs} epochs with min_epochs {min_epochs}; "
+                        f"train for more epochs or lower `min_epochs`")
+    return MoAsha(rungs, reduction_factor, score_metric, cost_metric)
+
+
+def _as_metrics(value: Any) -> dict[str, Any]:
+    """An intermediate report as a dict (a bare number is ``default``)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"default": float(value)}
+    return {}
+
+
+class MoAshaAssessor(Assessor):
+    """MO-ASHA for ``nnictl create``: ``assessor: {name: MoAsha, classArgs: {...}}``.
+
+    Args: as :func:`make_mo_asha`. With a bare-number intermediate (another trial script),
+    use ``score_metric: default`` and ``cost_metric: null``.
+    """
+
+    def __init__(self, rungs: Sequence[int] | None = None, max_epochs: int | None = None, min_epochs: int = 1,
+                 reduction_factor: float = 3.0, score_metric: str = "accuracy",
+                 cost_metric: str | None = "latency_ms") -> None:
+        self.rule = make_mo_asha(rungs, max_epochs, min_epochs, reduction_factor, score_metric, cost_metric)
+
+    def assess_trial(self, trial_job_id: str, trial_history: list[Any]) -> AssessResult:
+        go_on = self.rule.report(str(trial_job_id), len(trial_history), _as_metrics(trial_history[-1]))
+        if not go_on:
+            _log.info("MoAsha: stopping %s after %d epochs", trial_job_id, len(trial_history))
+        return AssessResult.Good if go_on else AssessResult.Bad
+
+    def trial_end(self, trial_job_id: str, success: bool) -> None:
+        """Nothing to do: a rung keeps every result it saw, finished trials included."""
+
+
+class MoAshaClassArgsValidator(ClassArgsValidator):
+    """Rejects bad ``classArgs`` at ``nnictl create`` time, in one line."""
+
+    def validate_class_args(self, **kwargs: Any) -> None:
+        try:
+            MoAshaAssessor(**kwargs)
+        except (TypeError, UserError) as exc:
+            raise ValueError(f"{ASSESSOR_NAME} classArgs: {exc}") from None
+
+
+class RestEarlyStopper:
+    """MO-ASHA for a running ``NasExperiment``: polls intermediate reports, kills the trials it stops.
+
+    Use as a context manager around the experiment's run. ``client`` is an
+    :class:`~nni_hwnas.experiment.nni_rest.NniRestClient` on the experiment's port.
+    """
+
+    def __init__(self, rule: MoAsha, client: Any, poll_interval_s: float = 0.5) -> None:
+        self.rule, self.client, self.poll_interval_s = rule, client, float(poll_interval_s)
+        self.killed: dict[str, int] = {}  # trial id -> epochs it had reported when stopped
+        self._seen: dict[str, int] = {}  # trial id -> intermediate reports already judged
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mo-asha", daemon=True)
+
+    def __enter__(self) -> "RestEarlyStopper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_interval_s):
+            try:
+                self.poll()
+            except (urllib.error.URLError, OSError, ValueError) as exc:  # manager starting or stopping
+                _log.debug("MoAsha: cannot read trials (%s)", exc)
+
+    def poll(self) -> None:
+        """Judge every new intermediate report of running trials, in epoch order; kill the stopped."""
+        for view in self.client.trials():
+            seen = self._seen.get(view.trial_id, 0)
+            if view.status != "RUNNING" or view.trial_id in self.killed:
+                for epoch in range(seen + 1, len(view.intermediate) + 1):  # ended before a poll saw it
+                    self.rule.observe(view.trial_id, epoch, _as_metrics(view.intermediate[epoch - 1]))
+                self._seen[view.trial_id] = len(view.intermediate)
+                continue
+            for epoch in range(seen + 1, len(view.intermediate) + 1):
+                if not self.rule.report(view.trial_id, epoch, _as_metrics(view.intermediate[epoch - 1])):
+                    _log.info("MoAsha: stopping %s after %d epochs", view.trial_id, epoch)
+                    self.client.kill_trial(view.trial_id)
+                    self.killed[view.trial_id] = epoch
+                    break
+            self._seen[view.trial_id] = len(view.intermediate)
+
+    def summary(self) -> dict[str, Any]:
+        """What the rule did: rungs, reduction factor, per-rung counts, killed trials."""
+        return {"rungs": self.rule.rungs, "reduction_factor": self.rule.reduction_factor,
+                "objectives": self.rule.objectives, "killed": dict(self.killed),
+                "per_rung": [vars(s) for s in self.rule.stats()],
+                "rung_losses": self.rule.state_dict()["results"]}

@@ -1,0 +1,238 @@
+"""MO-ASHA: the pure rule, its config, and real NNI experiments that it stops (both routes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, decode, free_port, rest
+from nni_hwnas.errors import UserError
+from strategies.multi_fidelity import MoAsha, default_rungs
+
+BIN = Path(sys.executable).parent
+
+
+def test_default_rungs_follow_the_geometric_ladder():
+    assert default_rungs(9) == [1, 3]
+    assert default_rungs(27, 1, 3) == [1, 3, 9]
+    assert default_rungs(10, 1, 2) == [1, 2, 4, 8]
+    assert default_rungs(12, 2, 2.5) == [2, 5]
+
+
+def test_mo_asha_keeps_the_front_and_stops_the_dominated():
+    rule = MoAsha([1, 3], reduction_factor=3, score_metric="accuracy", cost_metric="latency_ms")
+    assert rule.report("a", 1, {"accuracy": 0.5, "latency_ms": 1.0})  # first at the rung: nothing to compare
+    assert not rule.report("b", 1, {"accuracy": 0.4, "latency_ms": 2.0})  # dominated by a
+    assert rule.report("c", 1, {"accuracy": 0.6, "latency_ms": 3.0})  # more accurate: on the front
+    assert rule.report("d", 1, {"accuracy": 0.3, "latency_ms": 0.5})  # cheaper: on the front
+    # 5 at the rung: quota ceil(5/3) = 2, but the front {a, c, d} starts inside it: all kept.
+    assert not rule.report("e", 1, {"accuracy": 0.45, "latency_ms": 1.5})  # dominated by a
+    assert rule.report("a", 2, {"accuracy": 0.1, "latency_ms": 1.0})  # not a rung: goes on
+    assert not rule.report("b", 2, {"accuracy": 0.9, "latency_ms": 2.0})  # stopped stays stopped
+    assert rule.stopped() == {"b": 1, "e": 1}
+    assert [(s.epoch, s.reached, s.stopped) for s in rule.stats()] == [(1, 5, 2), (3, 0, 0)]
+
+
+def test_mo_asha_quota_is_one_over_eta_of_the_rung():
+    """Score alone (ASHA): on a chain of strictly better trials arriving worst first, all go on;
+    arriving best first, a trial goes on only while it is within the best ceil(n/eta)."""
+    rule = MoAsha([2], reduction_factor=2, score_metric="accuracy", cost_metric=None)
+    assert all(rule.report(f"up{i}", 2, {"accuracy": 0.1 * i}) for i in range(1, 6))
+    rule = MoAsha([2], reduction_factor=2, score_metric="accuracy", cost_metric=None)
+    decisions = [rule.report(f"down{i}", 2, {"accuracy": 1 - 0.1 * i}) for i in range(6)]
+    # n = 1..6, quota ceil(n/2) = 1,1,2,2,3,3; trial i has i better ones: goes on iff i < quota
+    assert decisions == [True, False, False, False, False, False]
+    rng = np.random.default_rng(0)
+    rule = MoAsha([1], reduction_factor=3, score_metric="accuracy", cost_metric=None)
+    kept = sum(rule.report(str(i), 1, {"accuracy": float(a)}) for i, a in enumerate(rng.random(300)))
+    assert 100 <= kept <= 300 / 3 + 40  # about 1/eta of a random stream goes on (first ones are lenient)
+
+
+def test_mo_asha_never_stops_on_a_missing_metric_and_round_trips_its_state():
+    rule = MoAsha([1], reduction_factor=2)
+    assert rule.report("a", 1, {"accuracy": 0.9, "latency_ms": 1.0})
+    assert rule.report("b", 1, {"accuracy": 0.1})  # no cost: can't judge, goes on
+    assert rule.report("c", 1, {"accuracy": float("nan"), "latency_ms": 1.0})
+    assert not rule.report("d", 1, {"accuracy": 0.2, "latency_ms": 2.0})
+    copy = MoAsha([1], reduction_factor=2)
+    copy.load_state_dict(json.loads(json.dumps(rule.state_dict())))
+    assert copy.stopped() == {"d": 1}
+    assert not copy.report("e", 1, {"accuracy": 0.1, "latency_ms": 3.0})  # behind a and d
+    with pytest.raises(UserError, match="saved rungs"):
+        MoAsha([2]).load_state_dict(rule.state_dict())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rungs": [3, 1]}, "ascending"), ({"rungs": []}, "ascending"), ({"rungs": [1], "reduction_factor": 1}, "> 1"),
+    ({"rungs": [1], "score_metric": "acc"}, "not a reported metric")])
+def test_mo_asha_rejects_bad_settings(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        MoAsha(**kwargs)
+
+
+def test_multi_fidelity_config_is_checked_before_nni_starts(tmp_path):
+    from nni_hwnas.experiment.config import parse_config
+    from nni_hwnas.experiment.launch import multi_fidelity_rule
+
+    base = {"evaluator": {"epochs": 9}, "multi_fidelity": {"enabled": True}}
+    assert multi_fidelity_rule(parse_config(base)).rungs == [1, 3]
+    assert multi_fidelity_rule(parse_config({"evaluator": {"epochs": 9}})) is None
+    with pytest.raises(UserError, match="below the trials' epochs"):
+        multi_fidelity_rule(parse_config({**base, "multi_fidelity": {"enabled": True, "rungs": [1, 9]}}))
+    with pytest.raises(UserError, match="no rung fits"):
+        multi_fidelity_rule(parse_config({"evaluator": {"epochs": 1}, "multi_fidelity": {"enabled": True}}))
+    with pytest.raises(UserError, match="needs `evaluator.kind: train`"):
+        multi_fidelity_rule(parse_config({**base, "evaluator": {"kind": "cost"}}))
+    with pytest.raises(UserError, match="unknown key `multi_fidelity.rung`"):
+        parse_config({"multi_fidelity": {"rung": [1]}})
+
+
+def test_assessor_judges_nnis_trial_history():
+    from nni.assessor import AssessResult
+
+    from strategies.nni_multi_fidelity import MoAshaAssessor
+
+    assessor = MoAshaAssessor(rungs=[1], reduction_factor=2, cost_metric="params")
+    assert assessor.assess_trial("t1", [{"default": 0.8, "accuracy": 0.8, "params": 100}]) is AssessResult.Good
+    assert assessor.assess_trial("t2", [{"default": 0.7, "accuracy": 0.7, "params": 200}]) is AssessResult.Bad
+    assert assessor.assess_trial("t1", [{"accuracy": 0.8, "params": 100}] * 2) is AssessResult.Good
+
+
+# ---------------------------------------------------------------------- real NNI experiments
+
+#: 4 trials one at a time, 12 epochs each, judged after epoch 1 against (accuracy, params):
+#: params are exact (no timing noise), so the rule's decisions are reproducible.
+TRAINING = {"epochs": 12, "train_subset": 300, "batch_size": 32, "latency_repeats": 3}
+RULE = {"rungs": [1], "reduction_factor": 2, "cost_metric": "params"}
+
+
+def offline_decisions(trials: list[tuple[str, dict]]) -> dict[str, bool]:
+    """The same rule replayed on the trials' epoch-1 reports, in the order the trials ran."""
+    rule = MoAsha(RULE["rungs"], RULE["reduction_factor"], "accuracy", RULE["cost_metric"])
+    return {trial: rule.report(trial, 1, first) for trial, first in trials}
+
+
+def check_stopped_as_configured(jobs: list[dict], metric_data: list[dict]) -> None:
+    reports: dict[str, list[dict]] = {j["trialJobId"]: [] for j in jobs}
+    for record in sorted(metric_data, key=lambda r: (r["timestamp"], r["sequence"])):
+        if record["type"] == "PERIODICAL":
+            reports[record["trialJobId"]].append(decode(record["data"]))
+    ordered = sorted(jobs, key=lambda j: j["startTime"])
+    expected = offline_decisions([(j["trialJobId"], reports[j["trialJobId"]][0]) for j in ordered])
+    assert not all(expected.values()), "no trial was dominated at the rung: the test proves nothing"
+    for job in ordered:
+        n = len(reports[job["trialJobId"]])
+        if expected[job["trialJobId"]]:
+            assert job["status"] == "SUCCEEDED" and n == TRAINING["epochs"], (job["status"], n)
+        else:
+            assert job["status"] in ("USER_CANCELED", "EARLY_STOPPED") and n < TRAINING["epochs"], (job["status"], n)
+            assert {"accuracy", "params", "latency_ms"} <= set(reports[job["trialJobId"]][0])
+
+
+def test_search_stops_dominated_trials_in_a_nas_experiment(tmp_path, nni_home):
+    config = {"name": "mo-asha", "seed": 3, "dataset": {"name": "digits"}, "space": {"preset": "conv_net_small"},
+              "strategy": {"name": "Random"}, "evaluator": TRAINING,
+              "multi_fidelity": {"enabled": True, **RULE, "poll_interval_s": 0.2},
+              "experiment": {"max_trials": 4, "concurrency": 1, "working_directory": str(tmp_path / "exps")}}
+    path = tmp_path / "mo_asha.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out, port = tmp_path / "results", free_port()
+    done = subprocess.run([str(BIN / "nni-hwnas"), "search", "--config", str(path), "--port", str(port),
+                           "--output", str(out)], cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = json.loads((out / "multi_fidelity.json").read_text())
+    rows = json.loads((out / "trials.json").read_text())
+    rows = sorted(rows["trials"] if isinstance(rows, dict) else rows, key=lambda r: r["parameter_id"])
+    assert len(rows) == 4 and summary["rungs"] == [1]
+    # One trial at a time, in parameter order: replay the rule on what each trial reported at the rung.
+    signs = np.array([-1.0, 1.0])  # the summary stores losses: -accuracy, params
+    first = [(r["trial_id"], dict(zip(["accuracy", "params"], signs * summary["rung_losses"]["1"][r["trial_id"]])))
+             for r in rows]
+    expected = offline_decisions(first)
+    assert not all(expected.values()), "no trial was dominated at the rung: the test proves nothing"
+    assert set(summary["killed"]) == {t for t, go_on in expected.items() if not go_on}
+    for row in rows:
+        if expected[row["trial_id"]]:
+            assert row["status"] == "SUCCEEDED" and row["epochs_reported"] == TRAINING["epochs"], row
+        else:
+            assert row["status"] == "USER_CANCELED" and row["epochs_reported"] < TRAINING["epochs"], row
+    assert f"MO-ASHA stopped {len(summary['killed'])} trial(s)" in done.stdout
+    assert json.loads((out / "run.json").read_text())["config"]["multi_fidelity"]["enabled"] is True
+
+
+def test_assessor_stops_dominated_trials_under_nnictl(tmp_path):
+    home = tmp_path / "home"
+    (home / "nni-config").mkdir(parents=True)
+    env = {**os.environ, "HOME": str(home), "NNI_CONFIG_DIR": str(home / "nni-config"),
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run = lambda *cmd: subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)  # noqa: E731
+    assert run(str(BIN / "nni-hwnas"), "register").returncode == 0
+    assert "MoAsha" in run(str(BIN / "nnictl"), "algo", "list").stdout
+
+    experiment = tmp_path / "quick.yaml"
+    experiment.write_text(yaml.safe_dump({"seed": 3, "dataset": {"name": "digits"}, "space": {"preset": "conv_net_small"},
+                                          "evaluator": TRAINING}))
+    config = yaml.safe_load((REPO / "experiments" / "nnictl" / "digits.yml").read_text())
+    config.update(maxTrialNumber=4, trialConcurrency=1, trialCodeDirectory=str(tmp_path),
+                  searchSpaceFile=str(REPO / "experiments" / "nnictl" / "digits_space.json"),
+                  experimentWorkingDirectory=str(tmp_path / "exps"),
+                  trialCommand=f"python3 -m nni_hwnas.evaluation.hpo_trial --config {experiment}",
+                  tuner={"name": "Random", "classArgs": {"seed": 3}},
+                  assessor={"name": "MoAsha", "classArgs": {**RULE, "max_epochs": TRAINING["epochs"]}})
+    (tmp_path / "exp.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    created = run(str(BIN / "nnictl"), "create", "--config", str(tmp_path / "exp.yml"), "--port", str(port))
+    assert created.returncode == 0, created.stderr
+    experiment_id = next(line.split('"nnictl stop ')[1].split('"')[0] for line in created.stdout.splitlines()
+                         if "nnictl stop " in line)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            status = rest(port, "/check-status")["status"]
+            assert status != "ERROR", (tmp_path / "exps" / experiment_id / "log" / "dispatcher.log").read_text()[-3000:]
+            jobs = rest(port, "/trial-jobs") or []
+            if status in ("DONE", "NO_MORE_TRIAL") and len(jobs) == 4 and all(
+                    j["status"] not in ("WAITING", "RUNNING") for j in jobs):
+                break
+            assert time.monotonic() < deadline, f"status {status}, jobs {[j['status'] for j in jobs]}"
+            time.sleep(2)
+        check_stopped_as_configured(jobs, rest(port, "/metric-data"))
+        assert "Traceback" not in (tmp_path / "exps" / experiment_id / "log" / "dispatcher.log").read_text()
+    finally:
+        stopped = run(str(BIN / "nnictl"), "stop", experiment_id)
+        run(str(BIN / "nni-hwnas"), "unregister")
+    assert stopped.returncode == 0
+
+
+def test_log_cost_axis_gives_the_closed_form_hypervolume():
+    from nni_hwnas.reporting.hypervolume_trace import HvReference, hypervolume_curve
+
+    reference = HvReference(score_worst=0.0, cost_best=1.0, cost_worst=100.0, cost_scale="log")
+    rows = [{"accuracy": 0.5, "latency_ms": 10.0}, {"accuracy": 0.9, "latency_ms": 1000.0}]
+    # log10(10 / 1) / log10(100 / 1) = 0.5 of the cost axis left: 0.5 x 0.5; the second is outside the box
+    assert hypervolume_curve(rows, reference) == pytest.approx([0.25, 0.25])
+    linear = HvReference(score_worst=0.0, cost_best=0.0, cost_worst=100.0)
+    assert hypervolume_curve(rows[:1], linear) == pytest.approx([0.5 * 0.9])
+    with pytest.raises(ValueError, match="0 < cost_best"):
+        HvReference(cost_best=0.0, cost_scale="log")
+
+
+def test_check_nnictl_names_an_unregistered_assessor(tmp_path, monkeypatch):
+    from nni_hwnas.experiment.nnictl_check import check_nnictl_config
+
+    monkeypatch.setenv("NNI_CONFIG_DIR", str(tmp_path))  # nothing registered here
+    config = {"tuner": {"name": "TPE"}, "assessor": {"name": "MoAsha", "classArgs": {"max_epochs": 9}}}
+    (tmp_path / "exp.yml").write_text(yaml.safe_dump(config))
+    with pytest.raises(UserError, match="assessor 'MoAsha' is not known .* run `nni-hwnas register` first"):
+        check_nnictl_config(tmp_path / "exp.yml")
+    config["assessor"]["name"] = "Medianstop"  # NNI's built-in
+    (tmp_path / "exp.yml").write_text(yaml.safe_dump(config))
+    assert "assessor Medianstop is known to NNI" in check_nnictl_config(tmp_path / "exp.yml")
