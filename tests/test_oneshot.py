@@ -1,0 +1,113 @@
+"""Weight sharing: the super-network, the differentiable expected latency, and the searches on them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from nni_hwnas.hardware.latency_table import LatencyTable, LayerKey, TableHeader, Timing, current_environment
+from nni_hwnas.hardware.predictor import LatencyCorrection, LatencyPredictor
+from nni_hwnas.oneshot.expected_latency import ExpectedLatency
+from nni_hwnas.oneshot.supernet import SuperNet, extract_subnet
+from search_spaces import make_definition, make_model_space
+
+SMALL = {"depth": [1, 2, 3], "filters": [16, 32], "kernel": [3, 5], "batch_norm": [False, True], "dropout": [0.0, 0.5]}
+
+
+def small_definition(space: str = "conv_net"):
+    if space == "conv_net":
+        return make_definition("conv_net", SMALL, (1, 8, 8), 10)
+    return make_definition("medmnist_cnn", {"depth": [1, 2, 3], "hidden": [16, 32, 64]}, (1, 8, 8), 10)
+
+
+def hand_made_predictor(definition) -> LatencyPredictor:
+    """Distinct made-up times per layer and every correction term non-zero, so each part is checked."""
+    env = current_environment("cpu")
+    header = TableHeader(profile="host-cpu-1t", device="cpu", threads=1, batch_size=1, precision="float32",
+                         statistic="min", warmup_runs=1, n_repeats=3, n_inputs=16,
+                         torch_version=env["torch_version"], machine=env["machine"])
+    rng = np.random.default_rng(0)
+    rows = {LayerKey.from_spec(spec): Timing.from_times_ms([float(rng.uniform(0.01, 0.2))])
+            for spec in definition.enumerate_layers()}
+    correction = LatencyCorrection()
+    correction.overhead_ms_, correction.scale_, correction.per_layer_ms_ = 0.005, 1.1, 0.002
+    correction.switch_ms_ = {"conv3|conv5": 0.0125, "conv5|linear": 0.003, "conv3|linear": 0.001}
+    return LatencyPredictor(LatencyTable(header, rows), definition, correction)
+
+
+@pytest.mark.parametrize("space", ["conv_net", "medmnist_cnn"])
+def test_expected_latency_equals_predictor_for_one_hot_probabilities(space):
+    definition = small_definition(space)
+    predictor = hand_made_predictor(definition)
+    expected = ExpectedLatency(predictor)
+    samples = list(definition.all_samples())
+    for sample in samples[:: max(1, len(samples) // 150)]:
+        assert float(expected(expected.one_hot(sample))) == pytest.approx(predictor.predict(sample), rel=1e-9)
+
+
+def test_expected_latency_is_the_mean_over_samples_of_a_mixture():
+    """Linear in each label's probabilities: a 50/50 mix of two depths is the mean of both."""
+    definition = small_definition()
+    predictor = hand_made_predictor(definition)
+    expected = ExpectedLatency(predictor)
+    sample = definition.extreme_sample("max")
+    probs = expected.one_hot(sample)
+    probs["depth"] = torch.tensor([0.5, 0.0, 0.5], dtype=torch.float64)
+    mean = 0.5 * (predictor.predict({**sample, "depth": 1}) + predictor.predict({**sample, "depth": 3}))
+    assert float(expected(probs)) == pytest.approx(mean, rel=1e-9)
+
+
+def test_expected_latency_gradient_reaches_the_architecture_logits():
+    definition = small_definition()
+    expected = ExpectedLatency(hand_made_predictor(definition))
+    logits = {label: torch.zeros(len(values), requires_grad=True) for label, values in expected.labels.items()}
+    expected({label: torch.softmax(x, 0) for label, x in logits.items()}).backward()
+    assert all(x.grad is not None and torch.isfinite(x.grad).all() for x in logits.values())
+    # more filters cost more: the gradient pushes the logit of the largest width down, of the smallest up
+    grad = logits["conv0_filters"].grad
+    assert grad[1] > 0 > grad[0]
+    assert logits["depth"].grad[2] > 0 > logits["depth"].grad[0]
+
+
+def test_expected_latency_reads_nni_export_probs_dicts():
+    definition = small_definition()
+    expected = ExpectedLatency(hand_made_predictor(definition))
+    sample = definition.extreme_sample("min")
+    as_dicts = {label: {value: float(p) for value, p in zip(values, expected.one_hot(sample)[label])}
+                for label, values in expected.labels.items()}
+    assert float(expected(as_dicts)) == pytest.approx(float(expected(expected.one_hot(sample))))
+
+
+@pytest.mark.parametrize("space", ["conv_net", "medmnist_cnn"])
+def test_subnet_through_supernet_equals_frozen_nni_model_with_same_weights(space):
+    definition = small_definition(space)
+    supernet = SuperNet(definition)
+    torch.manual_seed(0)
+    for slot in supernet.slots:  # non-trivial BN statistics, so a wrong slice shows
+        if hasattr(slot, "bn"):
+            slot.bn.running_mean.uniform_(-1, 1)
+            slot.bn.running_var.uniform_(0.5, 2)
+            slot.bn.weight.data.uniform_(0.5, 1.5)
+    space_module = make_model_space(space, dict(definition.choices), definition.input_shape, definition.num_classes)
+    x = torch.randn(6, *definition.input_shape)
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        sample = definition.random_sample(rng)
+        frozen = space_module.freeze(sample)
+        frozen.net.load_state_dict(extract_subnet(supernet, sample).state_dict())
+        frozen.eval()
+        supernet.eval()
+        torch.testing.assert_close(supernet(x, sample), frozen(x), rtol=1e-5, atol=1e-6)
+
+
+def test_supernet_shares_one_slot_across_widths_and_kernels():
+    definition = small_definition()
+    supernet = SuperNet(definition)
+    narrow = {**definition.extreme_sample("min"), "depth": 2}
+    wide = {**definition.extreme_sample("max"), "depth": 2}
+    small, large = extract_subnet(supernet, narrow), extract_subnet(supernet, wide)
+    # the 3x3/16-filter kernel is the centre of the 5x5/32-filter one
+    torch.testing.assert_close(small[0][0].weight, large[0][0].weight[:16, :, 1:4, 1:4])
