@@ -111,3 +111,32 @@ def test_supernet_shares_one_slot_across_widths_and_kernels():
     small, large = extract_subnet(supernet, narrow), extract_subnet(supernet, wide)
     # the 3x3/16-filter kernel is the centre of the 5x5/32-filter one
     torch.testing.assert_close(small[0][0].weight, large[0][0].weight[:16, :, 1:4, 1:4])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sweeping_towards_tighter_budgets_never_increases_predicted_cost(seed):
+    from nni_hwnas.oneshot.conditioned import ConditionedSearch, ConditionedSettings
+
+    definition = small_definition()
+    predictor = hand_made_predictor(definition)
+    search = ConditionedSearch(SuperNet(definition), ExpectedLatency(predictor), ConditionedSettings(hidden=8), seed)
+    with torch.no_grad():  # an untrained hyper-network with large random heads: modes jump around
+        for head in search.hyper.heads.values():
+            head.weight.normal_(0, 5.0)
+    derived = search.sweep(np.linspace(0, 1, 21))
+    costs = [d["predicted_latency_ms"] for d in derived]
+    assert [d["budget"] for d in derived] == sorted((d["budget"] for d in derived), reverse=True)
+    assert all(later <= earlier + 1e-12 for earlier, later in zip(costs, costs[1:]))
+    assert all(d["predicted_latency_ms"] <= d["target_ms"] + 1e-12 for d in derived)
+    assert costs[-1] <= search.min_ms  # the tightest target: the cheapest candidate's latency
+
+
+def test_repair_keeps_a_sample_within_budget_and_makes_cheapest_changes_first():
+    from nni_hwnas.oneshot.conditioned import repair_to_budget
+
+    labels = {"a": (1, 2, 3), "b": (10, 20)}
+    cost = lambda s: s["a"] + s["b"]  # noqa: E731
+    logits = {"a": torch.tensor([0.0, 0.0, 5.0]), "b": torch.tensor([0.0, 1.0])}
+    # dropping b 20 -> 10 saves 10 for 1 logit; a 3 -> 1 saves 2 for 5: b goes first and suffices
+    assert repair_to_budget({"a": 3, "b": 20}, logits, labels, cost, 15) == {"a": 3, "b": 10}
+    assert repair_to_budget({"a": 3, "b": 20}, logits, labels, cost, 100) == {"a": 3, "b": 20}
