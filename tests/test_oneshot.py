@@ -140,3 +140,30 @@ def test_repair_keeps_a_sample_within_budget_and_makes_cheapest_changes_first():
     # dropping b 20 -> 10 saves 10 for 1 logit; a 3 -> 1 saves 2 for 5: b goes first and suffices
     assert repair_to_budget({"a": 3, "b": 20}, logits, labels, cost, 15) == {"a": 3, "b": 10}
     assert repair_to_budget({"a": 3, "b": 20}, logits, labels, cost, 100) == {"a": 3, "b": 20}
+
+
+@pytest.mark.parametrize("strategy", ["DARTS"])
+def test_nni_oneshot_strategy_runs_on_our_space_through_nas_experiment(strategy, nni_home, tmp_path):
+    """A real NasExperiment (NNI's one-shot engine) with our latency penalty; its result is our sample."""
+    from nni_hwnas.data.datasets import load_dataset, subset
+    from nni_hwnas.oneshot.nni_space import live_probs, run_oneshot
+
+    data = load_dataset("digits", seed=0)
+    data.train_x, data.train_y = subset(data.train_x, data.train_y, 128, 0)
+    choices = {"depth": [1, 2], "filters": [16, 32], "kernel": [3, 5], "batch_norm": [False, True], "dropout": [0.0]}
+    definition = make_definition("conv_net", choices, data.input_shape, data.num_classes)
+    predictor = hand_made_predictor(definition)
+    result = run_oneshot(strategy, data, choices, predictor, target_ms=0.05, epochs=1,
+                         working_directory=str(tmp_path / "exp"), penalty_scale=10.0)
+    sample = result["sample"]
+    assert definition.complete(sample) == sample
+    assert result["predicted_latency_ms"] == pytest.approx(predictor.predict(sample))
+    # the bound penalty sees the live architecture parameters: its value carries their gradient
+    strategy_object = result["strategy_object"]
+    probs = live_probs(strategy_object.oneshot_module)
+    assert set(probs) >= {"depth", "conv0_filters", "conv0_kernel", "conv0_bn"}
+    value = strategy_object.penalty.profile({})
+    value.backward()
+    alphas = [p for m in strategy_object.oneshot_module.modules() for p in [getattr(m, "_arch_alpha", None)]
+              if isinstance(p, torch.nn.Parameter)]
+    assert alphas and any(a.grad is not None and a.grad.abs().sum() > 0 for a in alphas)
