@@ -18,6 +18,11 @@ def _search(args: argparse.Namespace) -> int:
         config.seed = args.seed
     if args.max_trials is not None:
         config.experiment.max_trials = args.max_trials
+    if config.evaluator.kind == "supernet":  # in-process on one super-network (nni_hwnas.oneshot.runner)
+        from nni_hwnas.oneshot.runner import run_weight_sharing
+
+        run_weight_sharing(config, output=args.output)
+        return 0
     run_search(config, port=args.port, output=args.output, keep_ui=args.keep_ui, resume=args.resume)
     return 0
 

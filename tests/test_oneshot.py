@@ -167,3 +167,47 @@ def test_nni_oneshot_strategy_runs_on_our_space_through_nas_experiment(strategy,
     alphas = [p for m in strategy_object.oneshot_module.modules() for p in [getattr(m, "_arch_alpha", None)]
               if isinstance(p, torch.nn.Parameter)]
     assert alphas and any(a.grad is not None and a.grad.abs().sum() > 0 for a in alphas)
+
+
+def _supernet_config(strategy: str, args: dict, **hardware):
+    from nni_hwnas.experiment.config import parse_config
+
+    return parse_config({
+        "name": "t", "seed": 0, "dataset": {"name": "digits"},
+        "space": {"name": "conv_net", "choices": {"depth": [1, 2], "filters": [16, 32], "kernel": [3, 5],
+                                                  "batch_norm": [False, True], "dropout": [0.0]}},
+        "strategy": {"name": strategy, "args": args},
+        "evaluator": {"kind": "supernet", "supernet_epochs": 1, "then_train_top_k": 1, "epochs": 1, "latency_repeats": 2},
+        "hardware": hardware or {"profile": "host-cpu-1t"}, "experiment": {"max_trials": 15}})
+
+
+@pytest.mark.parametrize("strategy,args", [("hw_evolution", {"population_size": 6, "sample_size": 3}),
+                                           ("conditioned", {"steps": 8, "n_budgets": 4})])
+def test_supernet_kind_writes_a_results_dir_that_train_from_reads(strategy, args, tmp_path):
+    from nni_hwnas.evaluation.retrain import pick_trial, read_results, sample_of_trial
+    from nni_hwnas.oneshot.runner import run_weight_sharing
+
+    out = run_weight_sharing(_supernet_config(strategy, args), output=tmp_path / "r", echo=lambda line: None)
+    run = read_results(out)
+    definition = make_definition(run.run["space"], run.run["space_choices"], run.run["input_shape"], run.run["num_classes"])
+    assert len(run.trials) == (15 if strategy == "hw_evolution" else 4)
+    best = pick_trial(run, "best")
+    assert definition.complete(sample_of_trial(best))  # a valid sample of the recorded space
+    assert (out / "supernet.pt").is_file() and (out / "retrained" / "pareto.json").is_file()
+    trained = __import__("json").loads((out / "supernet_then_train.json").read_text())["trained"]
+    assert len(trained) == 1 and 0.0 <= trained[0]["trained_accuracy"] <= 1.0
+    if strategy == "conditioned":
+        costs = [t["latency_ms"] for t in run.trials]
+        assert costs == sorted(costs, reverse=True)
+
+
+def test_supernet_kind_without_a_latency_profile_is_one_line_error(tmp_path):
+    from nni_hwnas.errors import UserError
+    from nni_hwnas.oneshot.runner import run_weight_sharing
+
+    config = _supernet_config("hw_evolution", {})
+    config.hardware.profile = None
+    with pytest.raises(UserError, match="needs `hardware.profile`"):
+        run_weight_sharing(config, output=tmp_path / "r", echo=lambda line: None)
+    with pytest.raises(UserError, match="runs strategy hw_evolution or conditioned"):
+        run_weight_sharing(_supernet_config("TPE", {}), output=tmp_path / "r", echo=lambda line: None)

@@ -171,7 +171,7 @@ class ConditionedSearch:
             a_opt.zero_grad(set_to_none=True)
             a_loss.backward()
             a_opt.step()
-            record = {"step": step, "budget": budget, "target_ms": self.target_ms(budget), "val_loss": val_loss, "expected_latency_ms": float(latency)}
+            record = {"step": step, "budget": budget, "target_ms": self.target_ms(budget), "val_loss": val_loss, "expected_latency_ms": float(latency.detach())}
             self.history.append(record)
             if on_step is not None:
                 on_step(step, record)

@@ -29,6 +29,8 @@ def evolve_with_supernet(supernet: SuperNet, data: DatasetSplits, predict: Calla
     definition = supernet.definition
     args = {"objectives": {"use": ["score", "cost"], "score_metric": "accuracy", "cost_metric": "latency_ms"},
             **evolution_args}
+    if args.get("budget") is not None:
+        args.setdefault("screen", predict)
     evolution = HwEvolution(definition.mutable_labels(), seed=seed, identity=definition.arch_id,
                             canonical=definition.canonical, **args)
     start = time.perf_counter()
