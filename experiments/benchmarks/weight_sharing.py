@@ -6,7 +6,9 @@ thread, it compares
 - ``conditioned``: one super-network + one complexity-conditioned run (:mod:`nni_hwnas.oneshot.conditioned`),
   swept over ``--n-budgets`` budgets;
 - ``separate_k``: ``k`` single-budget runs of the same sampler (a fixed target each), each with its
-  own super-network, as k DARTS/Proxyless-plus-penalty runs would need (ours, not NNI's strategies);
+  own super-network, as k DARTS/Proxyless-plus-penalty runs would need;
+- ``darts_k``: ``k`` runs of NNI's DARTS through ``NasExperiment`` on the same targets, with our
+  expected latency as its ``ProfilerPenalty`` (:mod:`nni_hwnas.oneshot.nni_space`);
 - ``evo_supernet``: ``HwEvolution`` scoring ``--evo-samples`` samples on the conditioned run's super-network;
 - ``evo_train``: ``HwEvolution`` with the training evaluator (2 epochs), ``--evo-trials`` trials.
 
@@ -128,6 +130,10 @@ def run(args: argparse.Namespace) -> dict:
     cs_settings = dict(steps=args.steps)
     budgets = np.linspace(0, 1, args.n_budgets)
     results = []
+    separate_budgets = [float(b) for b in np.linspace(0.1, 0.9, args.k)]
+    if "darts_k" in args.methods:
+        print(f"darts_k (k={args.k}) ...", flush=True)
+        results.append(darts_k(data, definition, predictor, expected, retrain, separate_budgets, args, max_ms))
 
     def supernet_and_search(seed: int, fixed: list[float] | None) -> tuple[Any, Any, float]:
         t0 = time.perf_counter()
@@ -137,6 +143,8 @@ def run(args: argparse.Namespace) -> dict:
         search.train(data)
         return supernet, search, time.perf_counter() - t0
 
+    if not {"conditioned", "separate_k", "evo_supernet", "evo_train"} & set(args.methods):
+        return {"dataset": args.dataset, "seed": args.seed, "methods": results}
     print("conditioned ...", flush=True)
     supernet, search, cpu = supernet_and_search(args.seed, None)
     derived = search.sweep(budgets)
@@ -145,7 +153,7 @@ def run(args: argparse.Namespace) -> dict:
 
     print(f"separate_k (k={args.k}) ...", flush=True)
     rows, cpu = [], 0.0
-    for i, b in enumerate(np.linspace(0.1, 0.9, args.k)):
+    for i, b in enumerate(separate_budgets):
         _, single, seconds = supernet_and_search(args.seed + 1 + i, [float(b)])
         cpu += seconds
         rows += derived_rows(single.sweep([float(b)]), retrain)
@@ -169,6 +177,28 @@ def run(args: argparse.Namespace) -> dict:
     return {"dataset": args.dataset, "seed": args.seed, "space": "conv_net", "profile": "host-cpu-1t",
             "supernet": {"epochs": args.supernet_epochs, "sampling": "uniform"}, "steps": args.steps,
             "n_budgets": args.n_budgets, "retrain": RETRAIN, "methods": results, "rank_correlation": correlation}
+
+
+def darts_k(data, definition, predictor, expected, retrain, budgets, args, max_ms) -> dict:
+    """k NNI DARTS runs (NasExperiment, sequential engine), one per latency target, our penalty."""
+    import tempfile
+
+    from nni_hwnas.oneshot.conditioned import ConditionedSearch, ConditionedSettings
+    from nni_hwnas.oneshot.nni_space import run_oneshot
+    from nni_hwnas.oneshot.supernet import SuperNet
+
+    targets = ConditionedSearch(SuperNet(definition), expected, ConditionedSettings(), args.seed)
+    rows, cpu = [], 0.0
+    with tempfile.TemporaryDirectory() as work:
+        for i, b in enumerate(budgets):
+            target = targets.target_ms(b)
+            r = run_oneshot("DARTS", data, dict(definition.choices), predictor, target, epochs=args.darts_epochs,
+                            penalty_scale=1.0, arc_learning_rate=args.darts_arc_lr, working_directory=work,
+                            seed=args.seed + i)
+            cpu += r["seconds"]
+            rows += derived_rows([{"sample": r["sample"], "target_ms": target,
+                                   "predicted_latency_ms": r["predicted_latency_ms"]}], retrain)
+    return summarise(f"darts_{args.k}", rows, cpu, max_ms, epochs=args.darts_epochs, arc_learning_rate=args.darts_arc_lr)
 
 
 def evo_train(definition, dataset, predictor, retrain, args, max_ms) -> dict:
@@ -252,7 +282,7 @@ def print_tables(result: dict) -> None:
         print(f"{m['method']:14s} {m['cpu_seconds']:7.1f} {m['hypervolume']:6.3f} {m['distinct']:8d} "
               f"{m['non_dominated']:6d} {fmt(m['meets_budget_predicted']):>10s} {fmt(m['meets_budget_measured']):>10s}")
     print("\nrank correlation with stand-alone accuracy (Spearman), beside proxy_quality's proxies")
-    for r in result["rank_correlation"]:
+    for r in result.get("rank_correlation", []):
         others = ", ".join(f"{k} {v}" for k, v in r["proxies"].items())
         print(f"{r['space']:13s} n={r['n_archs']} supernet {r['spearman']:.3f} (Kendall {r['kendall']:.3f}, "
               f"{1000 * r['seconds_per_arch']:.0f} ms/arch) | {others}")
@@ -270,6 +300,11 @@ def main() -> None:
     parser.add_argument("--evo-samples", type=int, default=1000)
     parser.add_argument("--evo-trials", type=int, default=40)
     parser.add_argument("--top-k", type=int, default=8)
+    parser.add_argument("--darts-epochs", type=int, default=3)
+    parser.add_argument("--darts-arc-lr", type=float, default=0.01)
+    parser.add_argument("--methods", nargs="+", default=["conditioned", "separate_k", "evo_supernet", "evo_train", "darts_k"],
+                        help="darts_k runs NNI DARTS; any other name runs the four weight-sharing methods together; "
+                        "darts_k alone merges its row into an existing --json of the others")
     parser.add_argument("--json", default=str(REPO / "experiments/benchmarks/results/weight_sharing.json"))
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -279,6 +314,12 @@ def main() -> None:
     from nni_hwnas.experiment.runinfo import machine_info, package_versions
 
     result["machine"], result["versions"] = machine_info(), package_versions()
+    previous = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else None
+    if previous and set(args.methods) == {"darts_k"} and previous.get("seed") == args.seed \
+            and previous.get("dataset") == args.dataset:
+        kept = [m for m in previous["methods"] if not m["method"].startswith("darts_")]
+        result = {**previous, "methods": kept + result["methods"],
+                  "wall_seconds_darts": result["wall_seconds"]}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
     print_tables(result)

@@ -195,6 +195,7 @@ ONESHOT_STRATEGIES = ("DARTS", "GumbelDARTS", "Proxyless", "RandomOneShot")
 
 def run_oneshot(strategy_name: str, data: Any, choices: Mapping[str, Sequence] | None, predictor: Any,
                 target_ms: float | None, *, epochs: int = 2, batch_size: int = 64, penalty_scale: float = 1.0,
+                arc_learning_rate: float = 3e-4,
                 working_directory: str | None = None, seed: int = 0) -> dict[str, Any]:
     """One NNI one-shot search on ``conv_net`` through ``NasExperiment`` (NNI's sequential engine).
 
@@ -228,7 +229,7 @@ def run_oneshot(strategy_name: str, data: Any, choices: Mapping[str, Sequence] |
             kwargs["filter"] = RangeProfilerFilter(_NniSampleProfiler(predictor, space), max=target_ms)
         strategy = RandomOneShot(**kwargs)
     else:
-        kwargs = {}
+        kwargs = {"arc_learning_rate": arc_learning_rate}
         if target_ms is not None:
             kwargs["penalty"] = ExpectedLatencyPenalty(ExpectedLatency(predictor), baseline=target_ms,
                                                        scale=penalty_scale, nonlinear="positive")
