@@ -211,3 +211,13 @@ def test_supernet_kind_without_a_latency_profile_is_one_line_error(tmp_path):
         run_weight_sharing(config, output=tmp_path / "r", echo=lambda line: None)
     with pytest.raises(UserError, match="runs strategy hw_evolution or conditioned"):
         run_weight_sharing(_supernet_config("TPE", {}), output=tmp_path / "r", echo=lambda line: None)
+
+
+def test_supernet_training_updates_the_running_statistics_of_the_used_width_only():
+    definition = small_definition()
+    supernet = SuperNet(definition)
+    sample = {**definition.extreme_sample("min"), "depth": 1, "conv0_bn": True}
+    supernet.train()
+    supernet(torch.randn(8, *definition.input_shape) + 3.0, sample)
+    bn = supernet.slot_for(0, definition.describe(sample)[0]).bn
+    assert (bn.running_mean[:16] != 0).all() and (bn.running_mean[16:] == 0).all()

@@ -90,9 +90,12 @@ def _run_slot(slot: _Slot, spec: LayerSpec, x: torch.Tensor, batch_stats: bool) 
         if spec.batch_norm:
             bn = slot.bn
             use_batch = batch_stats or bn.training
-            x = F.batch_norm(x, None if use_batch else bn.running_mean[:spec.out_ch],
-                             None if use_batch else bn.running_var[:spec.out_ch],
-                             bn.weight[:spec.out_ch], bn.bias[:spec.out_ch], training=use_batch, eps=bn.eps)
+            # training updates the running statistics' first out_ch entries in place (views of the buffers)
+            keep = bn.training or not use_batch
+            x = F.batch_norm(x, bn.running_mean[:spec.out_ch] if keep else None,
+                             bn.running_var[:spec.out_ch] if keep else None,
+                             bn.weight[:spec.out_ch], bn.bias[:spec.out_ch], training=use_batch,
+                             momentum=bn.momentum, eps=bn.eps)
         if spec.relu:
             x = F.relu(x)
         if spec.pool:
@@ -119,8 +122,8 @@ class SuperNet(nn.Module):
     def __init__(self, definition: SpaceDefinition) -> None:
         super().__init__()
         self.definition = definition
-        self.keys = list(slot_shapes(definition))
         shapes = slot_shapes(definition)
+        self.keys = list(shapes)
         self.slots = nn.ModuleList(_Slot(shapes[key]) for key in self.keys)
         self._index = {key: i for i, key in enumerate(self.keys)}
         self.batch_stats = False
