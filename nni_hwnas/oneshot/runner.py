@@ -108,9 +108,10 @@ def run_weight_sharing(config: RunConfig, output: str | Path | None = None,
     if ev.then_train_top_k:
         trained = _then_train(config, definition, rows, name, echo)
         write_json(out_dir / "supernet_then_train.json", {"trained": trained})
-        retrained_rows = [{**row, "supernet_accuracy": row["accuracy"], "accuracy": t["trained_accuracy"],
-                           "default": t["trained_accuracy"], "train_seconds": t["train_seconds"]}
-                          for row, t in zip([r for r in rows if r["trial_id"] in {t["trial_id"] for t in trained}], trained)]
+        by_id = {row["trial_id"]: row for row in rows}
+        retrained_rows = [{**by_id[t["trial_id"]], "supernet_accuracy": t["supernet_accuracy"],
+                           "accuracy": t["trained_accuracy"], "default": t["trained_accuracy"],
+                           "train_seconds": t["train_seconds"]} for t in trained]
         write_results(out_dir / "retrained", retrained_rows, {**info, "retrained_from": str(out_dir)},
                       objectives=OBJECTIVES, reference=reference,
                       title=f"{name}: front members retrained, {config.dataset.name} ({space_name})")
