@@ -4,8 +4,9 @@ Recipe (SPOS / OFA, sized for a shared CPU): SGD with Nesterov momentum 0.9, cos
 from ``learning_rate`` to 0, weight decay 5e-4, batches augmented as the training evaluator does.
 Each step trains either one uniformly drawn sub-network (``uniform``, SPOS) or, with ``sandwich``
 (OFA / BigNAS), the largest, the smallest and ``n_random`` random ones, their gradients summed
-before one step. Gradients are clipped to norm ``grad_clip``: without it the deep
-sub-networks without batch-norm blow the shared weights up within a few epochs. The cost is reported (``train_seconds``, sub-network passes) beside the result.
+before one step. Gradients are clipped to norm ``grad_clip``: without it the deep sub-networks
+without batch-norm blew the shared weights up within a few epochs (uniform, digits: loss 4.4 -> 10.2).
+The cost is reported (``train_seconds``, sub-network passes) beside the result.
 """
 
 from __future__ import annotations
