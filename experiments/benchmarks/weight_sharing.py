@@ -12,8 +12,10 @@ thread, it compares
 - ``evo_supernet``: ``HwEvolution`` scoring ``--evo-samples`` samples on the conditioned run's super-network;
 - ``evo_train``: ``HwEvolution`` with the training evaluator (2 epochs), ``--evo-trials`` trials.
 
-Every method's architectures are retrained with the training evaluator (2 epochs, seed 0: the same
-settings as ``compare_strategies``' cache, which is read for the evolution's trials); hypervolume is of
+Every method's architectures are retrained with the training evaluator (``--retrain-epochs``, default 8
+as proxy_quality's digits ground truth; with 2, ``compare_strategies``' cache is read for the evolution's
+trials; seed 0). Rerunning without ``darts_k`` keeps an earlier JSON's DARTS searches and retrains their
+architectures under the current settings. Hypervolume is of
 retrained validation accuracy vs predicted latency, reference (accuracy 0, 1.1 x the largest
 architecture's predicted latency), normalised to [0, 1]. CPU time is wall time at one thread (the
 cache's recorded training seconds for cached trials). It also reports the rank correlation of
@@ -39,7 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "experiments" / "benchmarks" / "cache"
 sys.path.insert(0, str(REPO))
 
-RETRAIN = {"epochs": 2, "batch_size": 64, "learning_rate": 0.05, "lr_schedule": "cosine", "augment": True,
+RETRAIN = {"epochs": 8, "batch_size": 64, "learning_rate": 0.05, "lr_schedule": "cosine", "augment": True,
            "train_subset": None}
 
 
@@ -64,8 +66,9 @@ def non_dominated(points: list[tuple[float, float]]) -> list[int]:
 class Retrainer:
     """The training evaluator on an architecture, once per architecture id (timed)."""
 
-    def __init__(self, definition: Any, dataset: dict, seed: int) -> None:
+    def __init__(self, definition: Any, dataset: dict, seed: int, epochs: int) -> None:
         self.definition, self.dataset, self.seed = definition, dataset, seed
+        self.training = {**RETRAIN, "epochs": epochs}
         self.done: dict[str, dict] = {}
 
     def __call__(self, sample: dict) -> dict:
@@ -73,7 +76,7 @@ class Retrainer:
 
         aid = self.definition.arch_id(sample)
         if aid not in self.done:
-            m = evaluate_architecture(self.definition.describe(sample), self.dataset, RETRAIN, self.seed, threads=1,
+            m = evaluate_architecture(self.definition.describe(sample), self.dataset, self.training, self.seed, threads=1,
                                       latency_repeats=30, definition=self.definition,
                                       hardware={"profile": "host-cpu-1t", "table": None, "budgets": {},
                                                 "measure_latency": True})
@@ -125,7 +128,7 @@ def run(args: argparse.Namespace) -> dict:
     predictor = load_predictor(load_profile("host-cpu-1t"), definition, None)
     expected = ExpectedLatency(predictor)
     max_ms = predictor.predict(definition.extreme_sample("max"))
-    retrain = Retrainer(definition, dataset, args.seed)
+    retrain = Retrainer(definition, dataset, args.seed, args.retrain_epochs)
     sn_settings = SupernetSettings(epochs=args.supernet_epochs, sampling="uniform")
     cs_settings = dict(steps=args.steps)
     budgets = np.linspace(0, 1, args.n_budgets)
@@ -160,7 +163,7 @@ def run(args: argparse.Namespace) -> dict:
     results.append(summarise(f"separate_{args.k}", rows, cpu, max_ms))
 
     print("evo_supernet ...", flush=True)
-    sn_cpu = results[0]["cpu_seconds"]
+    sn_cpu = next(m["cpu_seconds"] for m in results if m["method"] == "conditioned")
     evo = evolve_with_supernet(supernet, data, predictor.predict, args.evo_samples, args.seed)
     front = sorted(evo["front"], key=lambda r: -r["metrics"]["accuracy"])[: args.top_k]
     rows = derived_rows([{"sample": r["sample"], "predicted_latency_ms": r["metrics"]["latency_ms"]} for r in front],
@@ -172,11 +175,24 @@ def run(args: argparse.Namespace) -> dict:
     print("evo_train ...", flush=True)
     results.append(evo_train(definition, dataset, predictor, retrain, args, max_ms))
 
+    previous = Path(args.json)
+    if "darts_k" not in args.methods and previous.is_file():
+        old = json.loads(previous.read_text())
+        for m in old.get("methods", []):
+            if m["method"].startswith("darts_") and old.get("seed") == args.seed and old.get("dataset") == args.dataset:
+                print(f"{m['method']}: retraining its {len(m['rows'])} architectures (search rows kept from {previous.name})")
+                rows = derived_rows([{"sample": r["sample"], "target_ms": r["target_ms"],
+                                      "predicted_latency_ms": r["predicted_latency_ms"]} for r in m["rows"]], retrain)
+                extra = {k: v for k, v in m.items() if k not in ("method", "cpu_seconds", "rows", "hypervolume", "distinct",
+                                                                 "non_dominated", "meets_budget_predicted",
+                                                                 "meets_budget_measured")}
+                results.append(summarise(m["method"], rows, m["cpu_seconds"], max_ms, **extra))
+
     print("rank correlation ...", flush=True)
     correlation = rank_correlation(args, data, supernet)
     return {"dataset": args.dataset, "seed": args.seed, "space": "conv_net", "profile": "host-cpu-1t",
             "supernet": {"epochs": args.supernet_epochs, "sampling": "uniform"}, "steps": args.steps,
-            "n_budgets": args.n_budgets, "retrain": RETRAIN, "methods": results, "rank_correlation": correlation}
+            "n_budgets": args.n_budgets, "retrain": retrain.training, "methods": results, "rank_correlation": correlation}
 
 
 def darts_k(data, definition, predictor, expected, retrain, budgets, args, max_ms) -> dict:
@@ -205,7 +221,7 @@ def evo_train(definition, dataset, predictor, retrain, args, max_ms) -> dict:
     """Our evolution with the training evaluator (compare_strategies' cache read, its seconds counted)."""
     from strategies.hw_evolution import HwEvolution
 
-    cache_file = CACHE / f"compare_strategies_{args.dataset}_conv_net_e2_b64_suball_seed{args.seed}.json"
+    cache_file = CACHE / f"compare_strategies_{args.dataset}_conv_net_e{args.retrain_epochs}_b64_suball_seed{args.seed}.json"
     cached = json.loads(cache_file.read_text())["accuracy"] if cache_file.is_file() else {}
     evolution = HwEvolution(definition.mutable_labels(), seed=args.seed, identity=definition.arch_id,
                             canonical=definition.canonical,
@@ -300,6 +316,8 @@ def main() -> None:
     parser.add_argument("--evo-samples", type=int, default=1000)
     parser.add_argument("--evo-trials", type=int, default=40)
     parser.add_argument("--top-k", type=int, default=8)
+    parser.add_argument("--retrain-epochs", type=int, default=8,
+                        help="training evaluator epochs of the ground truth (2: compare_strategies' cache is read)")
     parser.add_argument("--darts-epochs", type=int, default=3)
     parser.add_argument("--darts-arc-lr", type=float, default=0.01)
     parser.add_argument("--methods", nargs="+", default=["conditioned", "separate_k", "evo_supernet", "evo_train", "darts_k"],
