@@ -18,6 +18,11 @@ def _search(args: argparse.Namespace) -> int:
                                ("experiment.port", args.port, "--port")):
         if value is not None:
             apply_override(config, where, value, flag)  # the same checks as the YAML's
+    if config.evaluator.kind == "supernet":  # in-process on one super-network (nni_hwnas.oneshot.runner)
+        from nni_hwnas.oneshot.runner import run_weight_sharing
+
+        run_weight_sharing(config, output=args.output)
+        return 0
     run_search(config, output=args.output, keep_ui=args.keep_ui, resume=args.resume,
                overwrite=args.overwrite, allow_changes=args.allow_changes)
     return 0

@@ -57,15 +57,18 @@ class EvaluatorConfig:
     """How a trial scores a candidate: short SGD training (``train``), a training-free proxy
     (``proxy``: rmi, synflow, naswot, grad_norm, params, flops), costs only (``cost``), or a
     benchmark's table (``tabular``: ``benchmark: nb201`` with ``dataset.name`` cifar10, cifar100
-    or imagenet16, on space ``nb201``)."""
+    or imagenet16, on space ``nb201``), or inherited weights of a super-network trained once
+    (``supernet``, in-process, see nni_hwnas.oneshot.runner)."""
 
-    kind: str = _bounded("train", choices=("train", "proxy", "cost", "tabular"))
+    kind: str = _bounded("train", choices=("train", "proxy", "cost", "tabular", "supernet"))
     benchmark: str = _bounded("nb201", choices=("nb201",))
     proxy: str = _bounded("rmi", choices=("rmi", "synflow", "naswot", "grad_norm", "params", "flops"))
     proxy_batch_size: int = _bounded(256, low=2, high=65536)
     train_steps: int = _bounded(0, low=0, high=100000)
     reference_checkpoint: str | None = None
     then_train_top_k: int = _bounded(0, low=0, high=1000)
+    supernet_epochs: int = _bounded(10, low=1, high=1000)
+    supernet_sampling: str = _bounded("uniform", choices=("uniform", "sandwich"))
     cost_metric: str = _bounded("latency_ms", choices=("latency_ms", "params", "flops", "peak_mem_kb", "param_kb"))
     epochs: int = _bounded(3, low=1, high=1000)
     batch_size: int = _bounded(64, low=1, high=65536)

@@ -1,0 +1,348 @@
+"""Benchmark: weight sharing on a shared CPU: one conditioned run vs k single-budget runs vs evolutions.
+
+On one dataset and ``conv_net`` (latency predicted from the ``host-cpu-1t`` table), with one torch
+thread, it compares
+
+- ``conditioned``: one super-network + one complexity-conditioned run (:mod:`nni_hwnas.oneshot.conditioned`),
+  swept over ``--n-budgets`` budgets;
+- ``separate_k``: ``k`` single-budget runs of the same sampler (a fixed target each), each with its
+  own super-network, as k DARTS/Proxyless-plus-penalty runs would need;
+- ``darts_k``: ``k`` runs of NNI's DARTS through ``NasExperiment`` on the same targets, with our
+  expected latency as its ``ProfilerPenalty`` (:mod:`nni_hwnas.oneshot.nni_space`);
+- ``evo_supernet``: ``HwEvolution`` scoring ``--evo-samples`` samples on the conditioned run's super-network;
+- ``evo_train``: ``HwEvolution`` with the training evaluator (2 epochs), ``--evo-trials`` trials.
+
+Every method's architectures are retrained with the training evaluator (``--retrain-epochs``, default 8
+as proxy_quality's digits ground truth; with 2, ``compare_strategies``' cache is read for the evolution's
+trials; seed 0). Rerunning without ``darts_k`` keeps an earlier JSON's DARTS searches and retrains their
+architectures under the current settings. Hypervolume is of
+retrained validation accuracy vs predicted latency, reference (accuracy 0, 1.1 x the largest
+architecture's predicted latency), normalised to [0, 1]. CPU time is wall time at one thread (the
+cache's recorded training seconds for cached trials). It also reports the rank correlation of
+super-network accuracy with stand-alone accuracy on the 60 architectures of ``proxy_quality``'s cache,
+beside that benchmark's proxies.
+
+    .venv/bin/python experiments/benchmarks/weight_sharing.py [--dataset digits] [--seed 0] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = REPO / "experiments" / "benchmarks" / "cache"
+sys.path.insert(0, str(REPO))
+
+RETRAIN = {"epochs": 8, "batch_size": 64, "learning_rate": 0.05, "lr_schedule": "cosine", "augment": True,
+           "train_subset": None}
+
+
+def hypervolume_of(points: list[tuple[float, float]], max_ms: float) -> float:
+    """Normalised HV of (accuracy, latency_ms) points; reference accuracy 0, latency 1.1 x max_ms."""
+    from nni_hwnas.reporting.pareto import hypervolume
+
+    if not points:
+        return 0.0
+    losses = np.array([[-acc, ms / (1.1 * max_ms)] for acc, ms in points])
+    return float(hypervolume(losses, np.array([0.0, 1.0])))
+
+
+def non_dominated(points: list[tuple[float, float]]) -> list[int]:
+    from nni_hwnas.reporting.pareto import pareto_front_indices
+
+    if not points:
+        return []
+    return [int(i) for i in pareto_front_indices(np.array([[-a, ms] for a, ms in points]))]
+
+
+class Retrainer:
+    """The training evaluator on an architecture, once per architecture id (timed)."""
+
+    def __init__(self, definition: Any, dataset: dict, seed: int, epochs: int) -> None:
+        self.definition, self.dataset, self.seed = definition, dataset, seed
+        self.training = {**RETRAIN, "epochs": epochs}
+        self.done: dict[str, dict] = {}
+
+    def __call__(self, sample: dict) -> dict:
+        from nni_hwnas.evaluation.trial import evaluate_architecture
+
+        aid = self.definition.arch_id(sample)
+        if aid not in self.done:
+            m = evaluate_architecture(self.definition.describe(sample), self.dataset, self.training, self.seed, threads=1,
+                                      latency_repeats=30, definition=self.definition,
+                                      hardware={"profile": "host-cpu-1t", "table": None, "budgets": {},
+                                                "measure_latency": True})
+            self.done[aid] = {"accuracy": m["accuracy"], "latency_ms": m["latency_ms"],
+                              "latency_measured_ms": m.get("latency_measured_ms"), "trial_seconds": m["trial_seconds"]}
+        return self.done[aid]
+
+
+def derived_rows(derived: list[dict], retrain: Retrainer) -> list[dict]:
+    rows = []
+    for d in derived:
+        r = retrain(d["sample"])
+        rows.append({"target_ms": d.get("target_ms"), "predicted_latency_ms": d["predicted_latency_ms"],
+                     "measured_latency_ms": r["latency_measured_ms"], "retrained_accuracy": r["accuracy"],
+                     "arch_id": retrain.definition.arch_id(d["sample"]), "sample": d["sample"]})
+    return rows
+
+
+def summarise(name: str, rows: list[dict], cpu_s: float, max_ms: float, **extra: Any) -> dict:
+    unique = {r["arch_id"]: r for r in rows}
+    points = [(r["retrained_accuracy"], r["predicted_latency_ms"]) for r in unique.values()]
+    front = non_dominated(points)
+    within = [r for r in rows if r.get("target_ms") is not None]
+    meets_pred = [r["predicted_latency_ms"] <= r["target_ms"] * 1.0000001 for r in within]
+    meets_meas = [r["measured_latency_ms"] is not None and r["measured_latency_ms"] <= r["target_ms"] for r in within]
+    return {"method": name, "cpu_seconds": cpu_s, "hypervolume": hypervolume_of(points, max_ms),
+            "distinct": len(unique), "non_dominated": len(front),
+            "meets_budget_predicted": float(np.mean(meets_pred)) if within else None,
+            "meets_budget_measured": float(np.mean(meets_meas)) if within else None, "rows": rows, **extra}
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from nni_hwnas.data.datasets import load_dataset
+    from nni_hwnas.evaluation.cost_trial import load_predictor
+    from nni_hwnas.hardware.profiles import load_profile
+    from nni_hwnas.oneshot.conditioned import ConditionedSearch, ConditionedSettings
+    from nni_hwnas.oneshot.expected_latency import ExpectedLatency
+    from nni_hwnas.oneshot.supernet import SuperNet
+    from nni_hwnas.oneshot.supernet_search import evolve_with_supernet
+    from nni_hwnas.oneshot.supernet_training import SupernetSettings, score_sample, train_supernet
+    from search_spaces import make_definition
+
+    torch.set_num_threads(1)
+    dataset = {"name": args.dataset, "data_root": str(args.data_root)}
+    data = load_dataset(seed=args.seed, **dataset)
+    definition = make_definition("conv_net", None, data.input_shape, data.num_classes)
+    predictor = load_predictor(load_profile("host-cpu-1t"), definition, None)
+    expected = ExpectedLatency(predictor)
+    max_ms = predictor.predict(definition.extreme_sample("max"))
+    retrain = Retrainer(definition, dataset, args.seed, args.retrain_epochs)
+    sn_settings = SupernetSettings(epochs=args.supernet_epochs, sampling="uniform")
+    cs_settings = dict(steps=args.steps)
+    budgets = np.linspace(0, 1, args.n_budgets)
+    results = []
+    separate_budgets = [float(b) for b in np.linspace(0.1, 0.9, args.k)]
+    if "darts_k" in args.methods:
+        print(f"darts_k (k={args.k}) ...", flush=True)
+        results.append(darts_k(data, definition, predictor, expected, retrain, separate_budgets, args, max_ms))
+
+    def supernet_and_search(seed: int, fixed: list[float] | None) -> tuple[Any, Any, float]:
+        t0 = time.perf_counter()
+        supernet = SuperNet(definition)
+        train_supernet(supernet, data, sn_settings, seed)
+        search = ConditionedSearch(supernet, expected, ConditionedSettings(budgets=fixed, **cs_settings), seed)
+        search.train(data)
+        return supernet, search, time.perf_counter() - t0
+
+    if not {"conditioned", "separate_k", "evo_supernet", "evo_train"} & set(args.methods):
+        return {"dataset": args.dataset, "seed": args.seed, "methods": results}
+    print("conditioned ...", flush=True)
+    supernet, search, cpu = supernet_and_search(args.seed, None)
+    derived = search.sweep(budgets)
+    results.append(summarise("conditioned", derived_rows(derived, retrain), cpu, max_ms,
+                             repaired=sum(d["repaired"] for d in derived)))
+
+    print(f"separate_k (k={args.k}) ...", flush=True)
+    rows, cpu = [], 0.0
+    for i, b in enumerate(separate_budgets):
+        _, single, seconds = supernet_and_search(args.seed + 1 + i, [float(b)])
+        cpu += seconds
+        rows += derived_rows(single.sweep([float(b)]), retrain)
+    results.append(summarise(f"separate_{args.k}", rows, cpu, max_ms))
+
+    print("evo_supernet ...", flush=True)
+    sn_cpu = next(m["cpu_seconds"] for m in results if m["method"] == "conditioned")
+    evo = evolve_with_supernet(supernet, data, predictor.predict, args.evo_samples, args.seed)
+    front = sorted(evo["front"], key=lambda r: -r["metrics"]["accuracy"])[: args.top_k]
+    rows = derived_rows([{"sample": r["sample"], "predicted_latency_ms": r["metrics"]["latency_ms"]} for r in front],
+                        retrain)
+    results.append(summarise("evo_supernet", rows, sn_cpu + evo["search_seconds"], max_ms,
+                             scored=len(evo["history"]), scoring_ms=1000 * evo["search_seconds"] / max(1, len(evo["history"])),
+                             retrain_top_k=args.top_k))
+
+    print("evo_train ...", flush=True)
+    results.append(evo_train(definition, dataset, predictor, retrain, args, max_ms))
+
+    previous = Path(args.json)
+    if "darts_k" not in args.methods and previous.is_file():
+        old = json.loads(previous.read_text())
+        for m in old.get("methods", []):
+            if m["method"].startswith("darts_") and old.get("seed") == args.seed and old.get("dataset") == args.dataset:
+                print(f"{m['method']}: retraining its {len(m['rows'])} architectures (search rows kept from {previous.name})")
+                rows = derived_rows([{"sample": r["sample"], "target_ms": r["target_ms"],
+                                      "predicted_latency_ms": r["predicted_latency_ms"]} for r in m["rows"]], retrain)
+                extra = {k: v for k, v in m.items() if k not in ("method", "cpu_seconds", "rows", "hypervolume", "distinct",
+                                                                 "non_dominated", "meets_budget_predicted",
+                                                                 "meets_budget_measured")}
+                results.append(summarise(m["method"], rows, m["cpu_seconds"], max_ms, **extra))
+
+    print("rank correlation ...", flush=True)
+    correlation = rank_correlation(args, data, supernet)
+    return {"dataset": args.dataset, "seed": args.seed, "space": "conv_net", "profile": "host-cpu-1t",
+            "supernet": {"epochs": args.supernet_epochs, "sampling": "uniform"}, "steps": args.steps,
+            "n_budgets": args.n_budgets, "retrain": retrain.training, "methods": results, "rank_correlation": correlation}
+
+
+def darts_k(data, definition, predictor, expected, retrain, budgets, args, max_ms) -> dict:
+    """k NNI DARTS runs (NasExperiment, sequential engine), one per latency target, our penalty."""
+    import tempfile
+
+    from nni_hwnas.oneshot.conditioned import ConditionedSearch, ConditionedSettings
+    from nni_hwnas.oneshot.nni_space import run_oneshot
+    from nni_hwnas.oneshot.supernet import SuperNet
+
+    targets = ConditionedSearch(SuperNet(definition), expected, ConditionedSettings(), args.seed)
+    rows, cpu = [], 0.0
+    with tempfile.TemporaryDirectory() as work:
+        for i, b in enumerate(budgets):
+            target = targets.target_ms(b)
+            r = run_oneshot("DARTS", data, dict(definition.choices), predictor, target, epochs=args.darts_epochs,
+                            penalty_scale=1.0, arc_learning_rate=args.darts_arc_lr, working_directory=work,
+                            seed=args.seed + i)
+            cpu += r["seconds"]
+            rows += derived_rows([{"sample": r["sample"], "target_ms": target,
+                                   "predicted_latency_ms": r["predicted_latency_ms"]}], retrain)
+    return summarise(f"darts_{args.k}", rows, cpu, max_ms, epochs=args.darts_epochs, arc_learning_rate=args.darts_arc_lr)
+
+
+def evo_train(definition, dataset, predictor, retrain, args, max_ms) -> dict:
+    """Our evolution with the training evaluator (compare_strategies' cache read, its seconds counted)."""
+    from strategies.hw_evolution import HwEvolution
+
+    cache_file = CACHE / f"compare_strategies_{args.dataset}_conv_net_e{args.retrain_epochs}_b64_suball_seed{args.seed}.json"
+    cached = json.loads(cache_file.read_text())["accuracy"] if cache_file.is_file() else {}
+    evolution = HwEvolution(definition.mutable_labels(), seed=args.seed, identity=definition.arch_id,
+                            canonical=definition.canonical,
+                            objectives={"use": ["score", "cost"], "score_metric": "accuracy", "cost_metric": "latency_ms"})
+    cpu, rows = 0.0, []
+    for _ in range(args.evo_trials):
+        sample = evolution.ask()
+        aid = definition.arch_id(sample)
+        if aid in cached:
+            acc, seconds = cached[aid]["accuracy"], cached[aid]["seconds"]
+        else:
+            m = retrain(sample)
+            acc, seconds = m["accuracy"], m["trial_seconds"]
+        cpu += seconds
+        ms = predictor.predict(sample)
+        evolution.tell(sample, {"accuracy": acc, "latency_ms": ms})
+        rows.append({"target_ms": None, "predicted_latency_ms": ms, "measured_latency_ms": None,
+                     "retrained_accuracy": acc, "arch_id": aid, "sample": sample})
+    return summarise("evo_train", rows, cpu, max_ms, trials=args.evo_trials)
+
+
+def rank_correlation(args, data, conv_supernet) -> list[dict]:
+    """Super-network accuracy vs stand-alone accuracy on proxy_quality's 60 cached architectures."""
+    from scipy.stats import kendalltau, spearmanr
+
+    from nni_hwnas.oneshot.supernet import SuperNet
+    from nni_hwnas.oneshot.supernet_training import SupernetSettings, score_sample, train_supernet
+    from search_spaces import load_preset, make_definition
+
+    proxies = json.loads((REPO / "experiments/benchmarks/results/proxy_quality.json").read_text())
+    out = []
+    for space in ("conv_net", "medmnist_cnn"):
+        cache_file = CACHE / f"proxy_quality_{args.dataset}_{space}.json"
+        if not cache_file.is_file():
+            continue
+        trained = json.loads(cache_file.read_text())["trained"]
+        name, choices = load_preset(space)
+        definition = make_definition(name, choices, data.input_shape, data.num_classes)
+        rng = np.random.default_rng(args.seed)  # proxy_quality's sampling, to recover the samples of the ids
+        samples: dict[str, dict] = {}
+        for _ in range(100 * 60):
+            if len(samples) == 60:
+                break
+            s = definition.canonical(definition.random_sample(rng))
+            samples.setdefault(definition.arch_id(s), s)
+        t0 = time.perf_counter()
+        if space == "conv_net" and definition.choices == conv_supernet.definition.choices:
+            supernet, train_s = conv_supernet, None
+        else:
+            supernet = SuperNet(definition)
+            train_s = train_supernet(supernet, data, SupernetSettings(epochs=args.supernet_epochs, sampling="uniform"),
+                                     args.seed)["train_seconds"]
+        ids = [a for a in samples if a in trained and trained[a].get("accuracy") is not None]
+        t1 = time.perf_counter()
+        scores = [score_sample(supernet, data.val_x, data.val_y, samples[a]) for a in ids]
+        per_arch = (time.perf_counter() - t1) / max(1, len(ids))
+        truth = [trained[a]["accuracy"] for a in ids]
+        row = {"space": space, "n_archs": len(ids), "spearman": float(spearmanr(scores, truth).statistic),
+               "kendall": float(kendalltau(scores, truth).statistic), "seconds_per_arch": per_arch,
+               "supernet_train_seconds": train_s, "proxies": {}}
+        for p in proxies:
+            if p["dataset"] == args.dataset and p["space"] == space:
+                row["proxies"][p["proxy"]] = round(p["spearman"], 3)
+        out.append(row)
+        del t0
+    return out
+
+
+def print_tables(result: dict) -> None:
+    print(f"\n{result['dataset']} / conv_net, host-cpu-1t predicted latency, seed {result['seed']}")
+    print(f"{'method':14s} {'cpu_s':>7s} {'HV':>6s} {'distinct':>8s} {'nondom':>6s} {'meets_pred':>10s} {'meets_meas':>10s}")
+    for m in result["methods"]:
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        print(f"{m['method']:14s} {m['cpu_seconds']:7.1f} {m['hypervolume']:6.3f} {m['distinct']:8d} "
+              f"{m['non_dominated']:6d} {fmt(m['meets_budget_predicted']):>10s} {fmt(m['meets_budget_measured']):>10s}")
+    print("\nrank correlation with stand-alone accuracy (Spearman), beside proxy_quality's proxies")
+    for r in result.get("rank_correlation", []):
+        others = ", ".join(f"{k} {v}" for k, v in r["proxies"].items())
+        print(f"{r['space']:13s} n={r['n_archs']} supernet {r['spearman']:.3f} (Kendall {r['kendall']:.3f}, "
+              f"{1000 * r['seconds_per_arch']:.0f} ms/arch) | {others}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--supernet-epochs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--n-budgets", type=int, default=11)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--evo-samples", type=int, default=1000)
+    parser.add_argument("--evo-trials", type=int, default=40)
+    parser.add_argument("--top-k", type=int, default=8)
+    parser.add_argument("--retrain-epochs", type=int, default=8,
+                        help="training evaluator epochs of the ground truth (2: compare_strategies' cache is read)")
+    parser.add_argument("--darts-epochs", type=int, default=3)
+    parser.add_argument("--darts-arc-lr", type=float, default=0.01)
+    parser.add_argument("--methods", nargs="+", default=["conditioned", "separate_k", "evo_supernet", "evo_train", "darts_k"],
+                        help="darts_k runs NNI DARTS; any other name runs the four weight-sharing methods together; "
+                        "darts_k alone merges its row into an existing --json of the others")
+    parser.add_argument("--json", default=str(REPO / "experiments/benchmarks/results/weight_sharing.json"))
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    started = time.perf_counter()
+    result = run(args)
+    result["wall_seconds"] = time.perf_counter() - started
+    from nni_hwnas.experiment.runinfo import machine_info, package_versions
+
+    result["machine"], result["versions"] = machine_info(), package_versions()
+    previous = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else None
+    if previous and set(args.methods) == {"darts_k"} and previous.get("seed") == args.seed \
+            and previous.get("dataset") == args.dataset:
+        kept = [m for m in previous["methods"] if not m["method"].startswith("darts_")]
+        result = {**previous, "methods": kept + result["methods"],
+                  "wall_seconds_darts": result["wall_seconds"]}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print_tables(result)
+    print(f"\nwall {result['wall_seconds']:.0f} s; JSON in {args.json}")
+
+
+if __name__ == "__main__":
+    main()

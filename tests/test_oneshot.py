@@ -1,0 +1,225 @@
+"""Weight sharing: the super-network, the differentiable expected latency, and the searches on them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from nni_hwnas.hardware.latency_table import LatencyTable, LayerKey, TableHeader, Timing, current_environment
+from nni_hwnas.hardware.predictor import LatencyCorrection, LatencyPredictor
+from nni_hwnas.oneshot.expected_latency import ExpectedLatency
+from nni_hwnas.oneshot.supernet import SuperNet, extract_subnet
+from search_spaces import make_definition, make_model_space
+
+SMALL = {"depth": [1, 2, 3], "filters": [16, 32], "kernel": [3, 5], "batch_norm": [False, True], "dropout": [0.0, 0.5]}
+
+
+def small_definition(space: str = "conv_net"):
+    if space == "conv_net":
+        return make_definition("conv_net", SMALL, (1, 8, 8), 10)
+    return make_definition("medmnist_cnn", {"depth": [1, 2, 3], "hidden": [16, 32, 64]}, (1, 8, 8), 10)
+
+
+def hand_made_predictor(definition) -> LatencyPredictor:
+    """Distinct made-up times per layer and every correction term non-zero, so each part is checked."""
+    env = current_environment("cpu")
+    header = TableHeader(profile="host-cpu-1t", device="cpu", threads=1, batch_size=1, precision="float32",
+                         statistic="min", warmup_runs=1, n_repeats=3, n_inputs=16,
+                         torch_version=env["torch_version"], machine=env["machine"])
+    rng = np.random.default_rng(0)
+    rows = {LayerKey.from_spec(spec): Timing.from_times_ms([float(rng.uniform(0.01, 0.2))])
+            for spec in definition.enumerate_layers()}
+    correction = LatencyCorrection()
+    correction.overhead_ms_, correction.scale_, correction.per_layer_ms_ = 0.005, 1.1, 0.002
+    correction.switch_ms_ = {"conv3|conv5": 0.0125, "conv5|linear": 0.003, "conv3|linear": 0.001}
+    return LatencyPredictor(LatencyTable(header, rows), definition, correction)
+
+
+@pytest.mark.parametrize("space", ["conv_net", "medmnist_cnn"])
+def test_expected_latency_equals_predictor_for_one_hot_probabilities(space):
+    definition = small_definition(space)
+    predictor = hand_made_predictor(definition)
+    expected = ExpectedLatency(predictor)
+    samples = list(definition.all_samples())
+    for sample in samples[:: max(1, len(samples) // 150)]:
+        assert float(expected(expected.one_hot(sample))) == pytest.approx(predictor.predict(sample), rel=1e-9)
+
+
+def test_expected_latency_is_the_mean_over_samples_of_a_mixture():
+    """Linear in each label's probabilities: a 50/50 mix of two depths is the mean of both."""
+    definition = small_definition()
+    predictor = hand_made_predictor(definition)
+    expected = ExpectedLatency(predictor)
+    sample = definition.extreme_sample("max")
+    probs = expected.one_hot(sample)
+    probs["depth"] = torch.tensor([0.5, 0.0, 0.5], dtype=torch.float64)
+    mean = 0.5 * (predictor.predict({**sample, "depth": 1}) + predictor.predict({**sample, "depth": 3}))
+    assert float(expected(probs)) == pytest.approx(mean, rel=1e-9)
+
+
+def test_expected_latency_gradient_reaches_the_architecture_logits():
+    definition = small_definition()
+    expected = ExpectedLatency(hand_made_predictor(definition))
+    logits = {label: torch.zeros(len(values), requires_grad=True) for label, values in expected.labels.items()}
+    expected({label: torch.softmax(x, 0) for label, x in logits.items()}).backward()
+    assert all(x.grad is not None and torch.isfinite(x.grad).all() for x in logits.values())
+    # more filters cost more: the gradient pushes the logit of the largest width down, of the smallest up
+    grad = logits["conv0_filters"].grad
+    assert grad[1] > 0 > grad[0]
+    assert logits["depth"].grad[2] > 0 > logits["depth"].grad[0]
+
+
+def test_expected_latency_reads_nni_export_probs_dicts():
+    definition = small_definition()
+    expected = ExpectedLatency(hand_made_predictor(definition))
+    sample = definition.extreme_sample("min")
+    as_dicts = {label: {value: float(p) for value, p in zip(values, expected.one_hot(sample)[label])}
+                for label, values in expected.labels.items()}
+    assert float(expected(as_dicts)) == pytest.approx(float(expected(expected.one_hot(sample))))
+
+
+@pytest.mark.parametrize("space", ["conv_net", "medmnist_cnn"])
+def test_subnet_through_supernet_equals_frozen_nni_model_with_same_weights(space):
+    definition = small_definition(space)
+    supernet = SuperNet(definition)
+    torch.manual_seed(0)
+    for slot in supernet.slots:  # non-trivial BN statistics, so a wrong slice shows
+        if hasattr(slot, "bn"):
+            slot.bn.running_mean.uniform_(-1, 1)
+            slot.bn.running_var.uniform_(0.5, 2)
+            slot.bn.weight.data.uniform_(0.5, 1.5)
+    space_module = make_model_space(space, dict(definition.choices), definition.input_shape, definition.num_classes)
+    x = torch.randn(6, *definition.input_shape)
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        sample = definition.random_sample(rng)
+        frozen = space_module.freeze(sample)
+        frozen.net.load_state_dict(extract_subnet(supernet, sample).state_dict())
+        frozen.eval()
+        supernet.eval()
+        torch.testing.assert_close(supernet(x, sample), frozen(x), rtol=1e-5, atol=1e-6)
+
+
+def test_supernet_shares_one_slot_across_widths_and_kernels():
+    definition = small_definition()
+    supernet = SuperNet(definition)
+    narrow = {**definition.extreme_sample("min"), "depth": 2}
+    wide = {**definition.extreme_sample("max"), "depth": 2}
+    small, large = extract_subnet(supernet, narrow), extract_subnet(supernet, wide)
+    # the 3x3/16-filter kernel is the centre of the 5x5/32-filter one
+    torch.testing.assert_close(small[0][0].weight, large[0][0].weight[:16, :, 1:4, 1:4])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sweeping_towards_tighter_budgets_never_increases_predicted_cost(seed):
+    from nni_hwnas.oneshot.conditioned import ConditionedSearch, ConditionedSettings
+
+    definition = small_definition()
+    predictor = hand_made_predictor(definition)
+    search = ConditionedSearch(SuperNet(definition), ExpectedLatency(predictor), ConditionedSettings(hidden=8), seed)
+    with torch.no_grad():  # an untrained hyper-network with large random heads: modes jump around
+        for head in search.hyper.heads.values():
+            head.weight.normal_(0, 5.0)
+    derived = search.sweep(np.linspace(0, 1, 21))
+    costs = [d["predicted_latency_ms"] for d in derived]
+    assert [d["budget"] for d in derived] == sorted((d["budget"] for d in derived), reverse=True)
+    assert all(later <= earlier + 1e-12 for earlier, later in zip(costs, costs[1:]))
+    assert all(d["predicted_latency_ms"] <= d["target_ms"] + 1e-12 for d in derived)
+    assert costs[-1] <= search.min_ms  # the tightest target: the cheapest candidate's latency
+
+
+def test_repair_keeps_a_sample_within_budget_and_makes_cheapest_changes_first():
+    from nni_hwnas.oneshot.conditioned import repair_to_budget
+
+    labels = {"a": (1, 2, 3), "b": (10, 20)}
+    cost = lambda s: s["a"] + s["b"]  # noqa: E731
+    logits = {"a": torch.tensor([0.0, 0.0, 5.0]), "b": torch.tensor([0.0, 1.0])}
+    # dropping b 20 -> 10 saves 10 for 1 logit; a 3 -> 1 saves 2 for 5: b goes first and suffices
+    assert repair_to_budget({"a": 3, "b": 20}, logits, labels, cost, 15) == {"a": 3, "b": 10}
+    assert repair_to_budget({"a": 3, "b": 20}, logits, labels, cost, 100) == {"a": 3, "b": 20}
+
+
+@pytest.mark.parametrize("strategy", ["DARTS"])
+def test_nni_oneshot_strategy_runs_on_our_space_through_nas_experiment(strategy, nni_home, tmp_path):
+    """A real NasExperiment (NNI's one-shot engine) with our latency penalty; its result is our sample."""
+    from nni_hwnas.data.datasets import load_dataset, subset
+    from nni_hwnas.oneshot.nni_space import live_probs, run_oneshot
+
+    data = load_dataset("digits", seed=0)
+    data.train_x, data.train_y = subset(data.train_x, data.train_y, 128, 0)
+    choices = {"depth": [1, 2], "filters": [16, 32], "kernel": [3, 5], "batch_norm": [False, True], "dropout": [0.0]}
+    definition = make_definition("conv_net", choices, data.input_shape, data.num_classes)
+    predictor = hand_made_predictor(definition)
+    result = run_oneshot(strategy, data, choices, predictor, target_ms=0.05, epochs=1,
+                         working_directory=str(tmp_path / "exp"), penalty_scale=10.0)
+    sample = result["sample"]
+    assert definition.complete(sample) == sample
+    assert result["predicted_latency_ms"] == pytest.approx(predictor.predict(sample))
+    # the bound penalty sees the live architecture parameters: its value carries their gradient
+    strategy_object = result["strategy_object"]
+    probs = live_probs(strategy_object.oneshot_module)
+    assert set(probs) >= {"depth", "conv0_filters", "conv0_kernel", "conv0_bn"}
+    value = strategy_object.penalty.profile({})
+    value.backward()
+    alphas = [p for m in strategy_object.oneshot_module.modules() for p in [getattr(m, "_arch_alpha", None)]
+              if isinstance(p, torch.nn.Parameter)]
+    assert alphas and any(a.grad is not None and a.grad.abs().sum() > 0 for a in alphas)
+
+
+def _supernet_config(strategy: str, args: dict, **hardware):
+    from nni_hwnas.experiment.config import parse_config
+
+    return parse_config({
+        "name": "t", "seed": 0, "dataset": {"name": "digits"},
+        "space": {"name": "conv_net", "choices": {"depth": [1, 2], "filters": [16, 32], "kernel": [3, 5],
+                                                  "batch_norm": [False, True], "dropout": [0.0]}},
+        "strategy": {"name": strategy, "args": args},
+        "evaluator": {"kind": "supernet", "supernet_epochs": 1, "then_train_top_k": 2, "epochs": 1, "latency_repeats": 2},
+        "hardware": hardware or {"profile": "host-cpu-1t"}, "experiment": {"max_trials": 15}})
+
+
+@pytest.mark.parametrize("strategy,args", [("hw_evolution", {"population_size": 6, "sample_size": 3}),
+                                           ("conditioned", {"steps": 8, "n_budgets": 4})])
+def test_supernet_kind_writes_a_results_dir_that_train_from_reads(strategy, args, tmp_path):
+    from nni_hwnas.evaluation.retrain import pick_trial, read_results, sample_of_trial
+    from nni_hwnas.oneshot.runner import run_weight_sharing
+
+    out = run_weight_sharing(_supernet_config(strategy, args), output=tmp_path / "r", echo=lambda line: None)
+    run = read_results(out)
+    definition = make_definition(run.run["space"], run.run["space_choices"], run.run["input_shape"], run.run["num_classes"])
+    assert len(run.trials) == (15 if strategy == "hw_evolution" else 4)
+    best = pick_trial(run, "best")
+    assert definition.complete(sample_of_trial(best))  # a valid sample of the recorded space
+    assert (out / "supernet.pt").is_file() and (out / "retrained" / "pareto.json").is_file()
+    trained = __import__("json").loads((out / "supernet_then_train.json").read_text())["trained"]
+    assert 1 <= len(trained) <= 2 and all(0.0 <= t["trained_accuracy"] <= 1.0 for t in trained)
+    retrained = read_results(out / "retrained").trials
+    assert [(r["trial_id"], r["accuracy"]) for r in retrained] == [(t["trial_id"], t["trained_accuracy"]) for t in trained]
+    if strategy == "conditioned":
+        costs = [t["latency_ms"] for t in run.trials]
+        assert costs == sorted(costs, reverse=True)
+
+
+def test_supernet_kind_without_a_latency_profile_is_one_line_error(tmp_path):
+    from nni_hwnas.errors import UserError
+    from nni_hwnas.oneshot.runner import run_weight_sharing
+
+    config = _supernet_config("hw_evolution", {})
+    config.hardware.profile = None
+    with pytest.raises(UserError, match="needs `hardware.profile`"):
+        run_weight_sharing(config, output=tmp_path / "r", echo=lambda line: None)
+    with pytest.raises(UserError, match="runs strategy hw_evolution or conditioned"):
+        run_weight_sharing(_supernet_config("TPE", {}), output=tmp_path / "r", echo=lambda line: None)
+
+
+def test_supernet_training_updates_the_running_statistics_of_the_used_width_only():
+    definition = small_definition()
+    supernet = SuperNet(definition)
+    sample = {**definition.extreme_sample("min"), "depth": 1, "conv0_bn": True}
+    supernet.train()
+    supernet(torch.randn(8, *definition.input_shape) + 3.0, sample)
+    bn = supernet.slot_for(0, definition.describe(sample)[0]).bn
+    assert (bn.running_mean[:16] != 0).all() and (bn.running_mean[16:] == 0).all()
