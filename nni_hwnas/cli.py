@@ -18,7 +18,8 @@ def _search(args: argparse.Namespace) -> int:
         config.seed = args.seed
     if args.max_trials is not None:
         config.experiment.max_trials = args.max_trials
-    run_search(config, port=args.port, output=args.output, keep_ui=args.keep_ui, resume=args.resume)
+    run_search(config, port=args.port, output=args.output, keep_ui=args.keep_ui, resume=args.resume,
+               dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port, dashboard_host=args.dashboard_host)
     return 0
 
 
@@ -133,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override experiment.max_trials (with --resume: the new total, earlier trials included)")
     search.add_argument("--resume", default=None, metavar="ID",
                         help="continue experiment ID (same config) up to --max-trials without re-running trials")
+    search.add_argument("--no-dashboard", action="store_true", help="don't start the multi-objective dashboard")
+    search.add_argument("--dashboard-port", type=int, default=None, help="dashboard port (default: web UI port + 1)")
+    search.add_argument("--dashboard-host", default="127.0.0.1", help="dashboard bind address (default 127.0.0.1)")
     search.set_defaults(func=_search)
 
     export = commands.add_parser("export-space", help="write a space as NNI's search-space JSON (for nnictl)")
@@ -175,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     from nni_hwnas.cli_profile import add_profile_command
 
     add_profile_command(commands)
+
+    from nni_hwnas.dashboard.cli import add_dashboard_command
+
+    add_dashboard_command(commands)
 
     check = commands.add_parser("check-nnictl", help="check an nnictl config before `nnictl create` (which exits 0 on failure)")
     check.add_argument("--config", required=True, help="nnictl config, e.g. experiments/nnictl/digits.yml")

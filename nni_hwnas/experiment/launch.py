@@ -325,11 +325,16 @@ def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tup
 
 
 def run_search(config: RunConfig, *, port: int | None = None, output: str | Path | None = None,
-               keep_ui: bool = False, resume: str | None = None, echo: Callable[[str], None] = print) -> Path:
+               keep_ui: bool = False, resume: str | None = None, echo: Callable[[str], None] = print,
+               dashboard: bool = True, dashboard_port: int | None = None, dashboard_host: str = "127.0.0.1") -> Path:
     """Run one search end to end (or continue experiment ``resume``) and return the results directory."""
     prepared = prepare(config)
     port = int(port if port is not None else config.experiment.port)
     check_port_free(port)
+    if dashboard and dashboard_port is not None:
+        from nni_hwnas.dashboard.server import check_port_free as check_dashboard_port
+
+        check_dashboard_port(dashboard_host, dashboard_port)  # before NNI starts: nothing to clean up
     seed_everything(config.seed)
     experiment, strategy = build_experiment(prepared, resume)
     exp_cfg = experiment.config
@@ -345,6 +350,15 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
     interrupted = False
     out_dir = Path(output or config.output or Path("results") / experiment.id)
     objectives = result_objectives(config)
+    board = None
+    if dashboard:
+        from nni_hwnas.dashboard.cli import search_dashboard
+        from nni_hwnas.dashboard.server import bind_note
+
+        board = search_dashboard(port, f"{experiment.id} ({config.strategy.name})", objectives,
+                                 prepared.device.budgets.limits() if prepared.device is not None else {},
+                                 port=dashboard_port, host=dashboard_host)
+        echo(f"nni-hwnas: dashboard at {board.url} ({bind_note(dashboard_host)})")
     try:
         try:
             with ProgressMonitor(client, config.experiment.max_trials):
@@ -375,12 +389,15 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
         echo(f"nni-hwnas: {n_ok}/{len(rows)} trials succeeded; results in {out_dir} "
              f"({', '.join(p.name for p in paths.values())})")
         if keep_ui and not interrupted:
-            echo(f"nni-hwnas: web UI stays up at http://127.0.0.1:{port}; press Ctrl-C to stop")
+            echo(f"nni-hwnas: web UI stays up at http://127.0.0.1:{port}"
+                 + (f" and the dashboard at {board.url}" if board is not None else "") + "; press Ctrl-C to stop")
             try:
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
     finally:
+        if board is not None:
+            board.stop()
         experiment.stop()
     return out_dir

@@ -1,0 +1,140 @@
+"""Where the dashboard reads trials: NNI's REST API (live), NNI's database, or a results directory.
+
+Every source answers :meth:`read` with an :class:`~nni_hwnas.dashboard.snapshot.ExperimentData`,
+through the project's existing readers (:mod:`nni_hwnas.experiment.nni_rest`,
+:mod:`nni_hwnas.experiment.experiment_store`, ``trials.json``), so the NAS and nnictl routes,
+running or finished, look the same to the page.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from nni_hwnas.dashboard.snapshot import ExperimentData
+from nni_hwnas.errors import UserError
+from nni_hwnas.experiment.nni_rest import NniRestClient
+from nni_hwnas.reporting.hypervolume_trace import HvReference
+from nni_hwnas.reporting.results import DEFAULT_OBJECTIVES, trial_rows
+
+
+class Source(Protocol):
+    def read(self) -> ExperimentData: ...
+
+
+def objectives_of(rows: Sequence[dict], preferred: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The run's objectives: ``preferred`` when given, else accuracy (or the proxy score) vs latency."""
+    if preferred:
+        return tuple(preferred)
+    if any(isinstance(r.get("accuracy"), (int, float)) for r in rows) or not rows:
+        return DEFAULT_OBJECTIVES
+    return ("default", "latency_ms")
+
+
+class LiveSource:
+    """A running experiment, read through NNI's REST API on ``port`` (both NAS and nnictl routes)."""
+
+    def __init__(self, port: int, label: str = "", *, objectives: Sequence[str] | None = None,
+                 budgets: dict[str, float] | None = None, host: str = "127.0.0.1") -> None:
+        self.client = NniRestClient(port, host=host, timeout_s=5.0)
+        self.port, self.label, self.objectives = port, label, objectives
+        self.budgets = dict(budgets or {})
+
+    def read(self) -> ExperimentData:
+        rows = trial_rows(self.client.trials())
+        try:
+            status = self.client.status()
+        except (OSError, ValueError):
+            status = "UNKNOWN"
+        return ExperimentData(label=self.label or f"experiment on port {self.port}", rows=rows,
+                              objectives=objectives_of(rows, self.objectives), budgets=self.budgets,
+                              nni_url=f"http://127.0.0.1:{self.port}", source=f"NNI REST API, port {self.port}",
+                              status=status)
+
+
+class DatabaseSource:
+    """A finished (or running) experiment read from its own ``db/nni.sqlite``; no manager needed."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def read(self) -> ExperimentData:
+        from nni_hwnas.experiment.experiment_store import read_experiment
+
+        views, profile = read_experiment(self.directory)
+        rows = trial_rows(views)
+        return ExperimentData(label=profile.get("experimentName") or self.directory.name, rows=rows,
+                              objectives=objectives_of(rows), source=f"NNI database {self.directory}",
+                              status="STOPPED")
+
+
+class ResultsDirSource:
+    """A results directory written by ``search``/``report``: ``trials.json``, ``pareto.json``, ``run.json``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def read(self) -> ExperimentData:
+        return results_dir_data(self.directory)
+
+
+def results_dir_data(directory: Path, label: str | None = None) -> ExperimentData:
+    """Read a results directory; budgets come from ``run.json`` and objectives from ``pareto.json``."""
+    directory = Path(directory)
+    rows = json.loads((directory / "trials.json").read_text())
+    pareto = _read_json(directory / "pareto.json")
+    run = _read_json(directory / "run.json")
+    budgets = ((run.get("hardware") or {}).get("budgets") or {})
+    stored = _read_json(directory / "hypervolume.json").get("reference") or {}
+    fields = {k: v for k, v in stored.items() if k in HvReference.__dataclass_fields__}
+    return ExperimentData(reference=HvReference(**fields) if fields else None, label=label or directory.name, rows=rows,
+                          objectives=objectives_of(rows, pareto.get("objectives")),
+                          budgets={k: float(v) for k, v in budgets.items() if isinstance(v, (int, float))},
+                          source=f"results directory {directory}", status="DONE")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def running_experiments(home: Path | None = None) -> dict[str, dict]:
+    """nnictl's experiment list (``~/nni-experiments/.experiment``; both routes register there)."""
+    path = (home or Path.home() / "nni-experiments") / ".experiment"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def live_port(experiment_id: str, home: Path | None = None) -> int | None:
+    """The port whose manager answers for ``experiment_id`` right now, or None."""
+    record = running_experiments(home).get(experiment_id)
+    if not record or not record.get("port"):
+        return None
+    client = NniRestClient(int(record["port"]), timeout_s=3.0)
+    try:
+        return int(record["port"]) if client.get("/experiment").get("id") == experiment_id else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def resolve_source(spec: str | None, experiment_dirs: Sequence[Path] | None = None) -> Source:
+    """A results directory, a running experiment id (REST), a stopped one (database), or the latest running."""
+    if spec is None:
+        alive = [(r.get("startTime", 0), i) for i, r in running_experiments().items() if live_port(i) is not None]
+        if not alive:
+            raise UserError("no running NNI experiment found; pass an experiment id or a results directory "
+                            "(nni-hwnas dashboard results/<id>)")
+        spec = max(alive)[1]
+    path = Path(spec)
+    if (path / "trials.json").is_file():
+        return ResultsDirSource(path)
+    if path.exists():
+        raise UserError(f"{path} holds no trials.json; pass a results directory or an experiment id")
+    port = live_port(spec)
+    if port is not None:
+        return LiveSource(port, label=spec)
+    from nni_hwnas.experiment.experiment_store import find_experiment
+
+    return DatabaseSource(find_experiment(spec, list(experiment_dirs) if experiment_dirs else None))

@@ -1,0 +1,201 @@
+"""The dashboard: its data agrees with the results files, its server updates only on change, its
+CLI fails in one line, and in a real NNI search headless Chromium sees every trial, the front of
+pareto.json and a new trial arriving without a reload (screenshots saved as artifacts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, free_port, rest
+from nni_hwnas.dashboard.browser import HeadlessPage, chromium_path
+from nni_hwnas.dashboard.server import DashboardServer
+from nni_hwnas.dashboard.snapshot import ExperimentData, build_snapshot
+from nni_hwnas.dashboard.sources import results_dir_data
+from nni_hwnas.reporting.results import write_results
+
+SCRIPT = Path(sys.executable).with_name("nni-hwnas")
+FINISHED = "window.dashboard.snapshot.experiments[0].trials.filter(t => t.status === 'SUCCEEDED').length"
+POINTS = "document.querySelectorAll('#front-plot .scatterlayer path.point').length"
+FRONT_IN_TABLE = "[...document.querySelectorAll('#trials-table tbody tr[data-front=\"1\"]')].map(r => r.dataset.trial)"
+FRONT_TRACE = "document.getElementById('front-plot').data[3].customdata.filter(id => id !== undefined)"
+
+
+def hand_rows() -> list[dict]:
+    """Six trials whose front under a 0.3 ms budget is known by hand: a, b, c (d is over budget)."""
+    spec = [("a", 0.60, 0.10), ("b", 0.70, 0.20), ("c", 0.80, 0.30), ("d", 0.95, 0.50), ("e", 0.55, 0.25)]
+    rows = [{"trial_id": t, "parameter_id": i, "status": "SUCCEEDED", "duration_s": 1.0, "arch.depth": i + 1,
+             "default": acc, "accuracy": acc, "latency_ms": lat, "params": int(lat * 1e4),
+             "within_budget": int(lat <= 0.3)} for i, (t, acc, lat) in enumerate(spec)]
+    return rows + [{"trial_id": "f", "parameter_id": 5, "status": "FAILED", "duration_s": 1.0, "arch.depth": 2}]
+
+
+def test_snapshot_front_and_hypervolume_match_results_files(tmp_path):
+    write_results(tmp_path, hand_rows(), {"seed": 0, "hardware": {"budgets": {"latency_ms": 0.3}}})
+    data = results_dir_data(tmp_path)
+    assert data.budgets == {"latency_ms": 0.3} and data.objectives == ("accuracy", "latency_ms")
+    hv_file = json.loads((tmp_path / "hypervolume.json").read_text())
+    snapshot = build_snapshot([data], live=False)
+    exp = snapshot["experiments"][0]
+    assert exp["front"] == ["a", "b", "c"] == [r["trial_id"] for r in json.loads((tmp_path / "pareto.json").read_text())["front"]]
+    assert exp["fronts"]["accuracy|params"] == ["a", "b", "c"]
+    assert exp["hypervolume"] == pytest.approx([r["hypervolume"] for r in hv_file["curve"]])
+    assert exp["statuses"] == {"SUCCEEDED": 5, "FAILED": 1}
+    # The static page embeds this snapshot and Plotly.js, and no URL it would have to fetch.
+    page = (tmp_path / "dashboard.html").read_text()
+    assert '"front": ["a", "b", "c"]' in page and "Plotly" in page and "<script src=" not in page
+
+
+class _GrowingSource:
+    """An in-memory source whose trial list the test extends."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def read(self) -> ExperimentData:
+        return ExperimentData(label="mem", rows=list(self.rows), budgets={"latency_ms": 0.3})
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.read()
+
+
+def test_server_sends_a_snapshot_only_when_trials_change():
+    rows = hand_rows()[:3]
+    source = _GrowingSource(rows)
+    with DashboardServer([source], port=free_port(), interval_s=0.2) as server:
+        assert server.server_address[0] == "127.0.0.1"
+        status, page = _get(server.url)
+        assert status == 200 and b'src="plotly.min.js"' in page
+        assert _get(server.url + "plotly.min.js")[1].startswith(b"/**")
+        first = json.loads(_get(server.url + "api/snapshot")[1])
+        assert len(first["experiments"][0]["trials"]) == 3
+        again = json.loads(_get(server.url + f"api/snapshot?version={first['version']}")[1])
+        assert again["unchanged"] and again["version"] == first["version"]
+        rows.append(hand_rows()[3])
+        deadline = time.monotonic() + 10
+        while json.loads(_get(server.url + f"api/snapshot?version={first['version']}")[1]).get("unchanged"):
+            assert time.monotonic() < deadline, "the new trial never reached the snapshot"
+            time.sleep(0.1)
+        latest = json.loads(_get(server.url + "api/snapshot")[1])
+        assert latest["version"] == first["version"] + 1 and len(latest["experiments"][0]["trials"]) == 4
+
+
+def _one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert all(n in lines[0] for n in needles), lines[0]
+
+
+def test_dashboard_cli_port_in_use_and_unknown_id_fail_in_one_line(tmp_path, nni_home):
+    write_results(tmp_path / "res", hand_rows(), {"seed": 0})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run([str(SCRIPT), "dashboard", str(tmp_path / "res"), "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    _one_line_error(busy, f"port {port}", "--port")
+    unknown = subprocess.run([str(SCRIPT), "dashboard", "nosuchexp", "--experiment-dir", str(tmp_path)],
+                             capture_output=True, text=True, timeout=60)
+    _one_line_error(unknown, "'nosuchexp' not found", "--experiment-dir")
+
+
+CONFIG = """
+name: dashboard-e2e
+seed: 5
+dataset: {name: digits}
+space: {preset: conv_net_small}
+strategy: {name: Random}
+evaluator: {epochs: 1, latency_repeats: 3}
+hardware: {profile: host-cpu-1t, budgets: {latency_ms: 0.06}}
+experiment: {max_trials: 4, concurrency: 1, working_directory: exps}
+"""
+
+
+def _artifacts(tmp_path: Path) -> Path:
+    path = Path(os.environ.get("NNI_HWNAS_ARTIFACTS", tmp_path / "artifacts")) / "dashboard"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (.ci/run installs Debian's package)")
+def test_live_dashboard_of_a_real_search_in_headless_chromium(tmp_path, nni_home):
+    config = tmp_path / "dash.yaml"
+    config.write_text(CONFIG)
+    out, port, board_port = tmp_path / "results", free_port(), free_port()
+    proc = subprocess.Popen([str(SCRIPT), "search", "--config", str(config), "--port", str(port), "--output", str(out),
+                             "--dashboard-port", str(board_port), "--keep-ui"], cwd=REPO, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    shots = _artifacts(tmp_path)
+    try:
+        with HeadlessPage() as page:
+            deadline = time.monotonic() + 240
+            while True:  # open the page once some, but not all, trials finished
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "no trial finished in 240 s"
+                try:
+                    done = sum(j["status"] == "SUCCEEDED" for j in rest(port, "/trial-jobs") or [])
+                except (OSError, ValueError):  # manager starting: no answer, or its web page instead of JSON
+                    done = 0
+                if done >= 1:
+                    break
+                time.sleep(0.5)
+            page.goto(f"http://127.0.0.1:{board_port}/")
+            before = page.wait_for(f"window.dashboard.renders > 0 && {FINISHED}")
+            assert before < 4, "every trial finished before the page opened; nothing left to arrive"
+            page.js("window.__sameDocument = true")
+            # A new trial appears without a reload: more points, same document.
+            page.wait_for(f"{POINTS} > {before} && {FINISHED} > {before}", timeout_s=180)
+            assert page.js("window.__sameDocument === true")
+            page.screenshot(shots / "live-while-running.png")
+
+            while not (out / "run.json").exists():  # run.json is written last
+                assert proc.poll() is None and time.monotonic() < deadline + 240, "search did not finish"
+                time.sleep(1)
+            time.sleep(1)
+            jobs = rest(port, "/trial-jobs")
+            succeeded = sum(j["status"] == "SUCCEEDED" for j in jobs)
+            page.wait_for(f"{FINISHED} === {succeeded} && {POINTS} === {succeeded}", timeout_s=30)
+            assert page.js("window.__sameDocument === true")
+            # One point per finished trial; the front is pareto.json's, in the table and in the plot.
+            front = [r["trial_id"] for r in json.loads((out / "pareto.json").read_text())["front"]]
+            assert sorted(page.js(FRONT_IN_TABLE)) == sorted(front)
+            assert sorted(page.js(FRONT_TRACE)) == sorted(front)
+            assert page.js("document.querySelectorAll('#trials-table tbody tr').length") == len(jobs)
+            over = sum(t.get("within_budget") == 0 for t in json.loads((out / "trials.json").read_text()))
+            assert page.js("document.querySelectorAll('#front-plot .scatterlayer .trace')[1]"
+                           ".querySelectorAll('path.point').length") == over
+            assert "budget latency_ms ≤ 0.06" in page.js("document.getElementById('front-plot').textContent")
+            for view in ("front-view", "progress-view", "many-view", "table-view"):
+                page.screenshot(shots / f"live-{view}.png", f"#{view}")
+            page.screenshot(shots / "live-full.png")
+
+            # The static export opens offline from file:// with the same points.
+            page.goto((out / "dashboard.html").resolve().as_uri())
+            page.wait_for("window.dashboard && window.dashboard.renders > 0")
+            assert page.js(POINTS) == succeeded
+            assert sorted(page.js(FRONT_IN_TABLE)) == sorted(front)
+            page.screenshot(shots / "static-full.png")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0
+    log = proc.stdout.read()
+    assert f"dashboard at http://127.0.0.1:{board_port}/" in log
+    for shot in shots.glob("live-*.png"):
+        assert shot.stat().st_size > 5_000
