@@ -20,7 +20,7 @@ from conftest import REPO, free_port, rest
 from nni_hwnas.dashboard.browser import HeadlessPage, chromium_path
 from nni_hwnas.dashboard.server import DashboardServer
 from nni_hwnas.dashboard.snapshot import ExperimentData, build_snapshot
-from nni_hwnas.dashboard.sources import results_dir_data
+from nni_hwnas.dashboard.sources import DatabaseSource, LiveSource, resolve_source, results_dir_data
 from nni_hwnas.reporting.results import write_results
 
 SCRIPT = Path(sys.executable).with_name("nni-hwnas")
@@ -53,6 +53,22 @@ def test_snapshot_front_and_hypervolume_match_results_files(tmp_path):
     # The static page embeds this snapshot and Plotly.js, and no URL it would have to fetch.
     page = (tmp_path / "dashboard.html").read_text()
     assert '"front": ["a", "b", "c"]' in page and "Plotly" in page and "<script src=" not in page
+
+
+def test_front_ids_agree_with_pareto_rows_on_ties_and_budgets():
+    """The sort that thins the candidates never changes the front (coarse grid: many exact ties)."""
+    import random
+
+    from nni_hwnas.dashboard.snapshot import front_ids
+    from nni_hwnas.reporting.results import pareto_rows
+
+    rng = random.Random(1)
+    rows = [{"trial_id": f"t{i}", "status": rng.choice(["SUCCEEDED"] * 9 + ["FAILED"]),
+             "accuracy": rng.randint(0, 20) / 20, "latency_ms": rng.randint(1, 30) / 100,
+             "params": rng.randint(1, 8) * 1000, "within_budget": int(rng.random() < 0.8)} for i in range(600)]
+    for objectives in (("accuracy", "latency_ms"), ("accuracy", "params"), ("latency_ms", "params")):
+        expected = [r["trial_id"] for r in pareto_rows(rows, objectives)]
+        assert front_ids(rows, objectives) == expected and len(expected) >= 3
 
 
 class _GrowingSource:
@@ -156,6 +172,10 @@ def test_live_dashboard_of_a_real_search_in_headless_chromium(tmp_path, nni_home
             before = page.wait_for(f"window.dashboard.renders > 0 && {FINISHED}")
             assert before < 4, "every trial finished before the page opened; nothing left to arrive"
             page.js("window.__sameDocument = true")
+            # `nni-hwnas dashboard <id>` finds the running experiment's REST API through NNI's experiment list.
+            experiment_id = rest(port, "/experiment")["id"]
+            live = resolve_source(experiment_id)
+            assert isinstance(live, LiveSource) and live.port == port
             # A new trial appears without a reload: more points, same document.
             page.wait_for(f"{POINTS} > {before} && {FINISHED} > {before}", timeout_s=180)
             assert page.js("window.__sameDocument === true")
@@ -189,13 +209,45 @@ def test_live_dashboard_of_a_real_search_in_headless_chromium(tmp_path, nni_home
             assert sorted(page.js(FRONT_IN_TABLE)) == sorted(front)
             page.screenshot(shots / "static-full.png")
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _interrupt(proc)
     assert proc.returncode == 0
     log = proc.stdout.read()
     assert f"dashboard at http://127.0.0.1:{board_port}/" in log
     for shot in shots.glob("live-*.png"):
         assert shot.stat().st_size > 5_000
+    # Stopped, the same id is read from NNI's database instead, with the same trials.
+    assert isinstance(resolve_source(experiment_id, [tmp_path / "exps"]), DatabaseSource)
+    served = dashboard_serves(experiment_id, dict(os.environ), "--experiment-dir", str(tmp_path / "exps"))
+    assert sorted(t["trial_id"] for t in served["trials"]) == sorted(j["trialJobId"] for j in jobs)
+    assert served["front"] == front
+
+
+def dashboard_serves(source: str, env: dict, *options: str) -> dict:
+    """Run ``nni-hwnas dashboard SOURCE`` and return the experiment its server sends (then Ctrl-C it)."""
+    port = free_port()
+    proc = subprocess.Popen([str(SCRIPT), "dashboard", source, "--port", str(port), *options], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                snapshot = json.loads(_get(f"http://127.0.0.1:{port}/api/snapshot")[1])
+                if "experiments" in snapshot:
+                    return snapshot["experiments"][0]
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the dashboard did not answer in 120 s"
+            time.sleep(0.5)
+    finally:
+        _interrupt(proc)
+
+
+def _interrupt(proc: subprocess.Popen) -> int:
+    """Ctrl-C the search (it writes results, then stops NNI); kill its group only if it hangs."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()

@@ -39,7 +39,7 @@ class HeadlessPage:
         binary = chromium_path()
         if binary is None:
             raise RuntimeError("chromium is not installed (apt-get install chromium)")
-        self._profile = tempfile.TemporaryDirectory(prefix="nni-hwnas-chromium-")
+        self._profile = tempfile.TemporaryDirectory(prefix="nni-hwnas-chromium-", ignore_cleanup_errors=True)
         port = _free_port()
         # SwiftShader gives WebGL without a GPU (Plotly's parcoords and splom need it).
         self._proc = subprocess.Popen(
@@ -107,7 +107,16 @@ class HeadlessPage:
     def screenshot(self, path: Path, selector: str | None = None) -> Path:
         """PNG of the page, or of one element (scrolled into view) when ``selector`` is given."""
         params: dict[str, Any] = {"format": "png", "captureBeyondViewport": True}
+        if not selector:  # a full page: draw every lazily drawn view first
+            self.js("document.getElementById('many-view') && document.getElementById('many-view').scrollIntoView()")
+            time.sleep(0.2)
+            self.wait_for("!window.dashboard || window.dashboard.stale.size === 0")
+            self.js("window.scrollTo(0, 0)")
         if selector:
+            element = f"document.querySelector({json.dumps(selector)})"
+            self.js(f"{element}.scrollIntoView()")
+            time.sleep(0.2)  # lazily drawn views start drawing once on screen
+            self.wait_for(f"!window.dashboard || !window.dashboard.stale.has({element}.id)")
             box = self.js(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
                           " return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; })()")
             params["clip"] = {**box, "scale": 1}

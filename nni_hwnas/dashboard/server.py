@@ -47,6 +47,7 @@ class SnapshotCache:
         self.body: bytes = b""
         self.error: str | None = None
         self._print = ""
+        self._data: list | None = None
         self._lock = threading.Lock()
 
     def refresh(self) -> bool:
@@ -57,6 +58,9 @@ class SnapshotCache:
             self.error = f"{type(exc).__name__}: {exc}"
             return False
         self.error = None
+        if self._data is not None and all(a is b for a, b in zip(data, self._data)):
+            return False  # every source returned its cached object: nothing changed, nothing to hash
+        self._data = data
         mark = fingerprint([[*d.rows, d.status] for d in data])
         if mark == self._print:
             return False

@@ -5,7 +5,7 @@
   const embedded = JSON.parse(document.getElementById("snapshot").textContent);
   // Tests and the benchmark read this object (version, render counts, timings).
   const state = { snapshot: null, version: -1, experiment: 0, sort: { key: "#", desc: false },
-                  renders: 0, updates: 0, lastRenderMs: null, loadedAt: Date.now() };
+                  renders: 0, updates: 0, lastRenderMs: null, timings: {}, tableLimit: 200 };
   window.dashboard = state;
   const $ = (id) => document.getElementById(id);
   const FAILED = new Set(["FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"]);
@@ -109,7 +109,13 @@
       `In-budget, finished trials only; ${snap.experiments.length} experiment(s) against the same reference.`;
   }
 
+  // The WebGL views (parcoords, splom) are the slow ones with thousands of trials: redraw them only
+  // while their section is on screen, and once more when it scrolls into view.
+  const onScreen = {};
+  state.stale = new Set();
   function drawMany() {
+    if (!onScreen["many-view"]) { state.stale.add("many-view"); return; }
+    state.stale.delete("many-view");
     const exp = experiment();
     // `default` repeats accuracy (or the proxy score) unless it is itself an objective.
     const scores = exp.score_axes.filter((d) => d !== "default" || exp.objectives.includes("default") || exp.score_axes.length === 1);
@@ -173,7 +179,8 @@
     const { rows, front } = filteredRows(exp);
     const head = columns.map((c) => `<th data-key="${esc(c)}" class="${state.sort.key === c ? (state.sort.desc ? "sorted-desc" : "sorted-asc") : ""}">${esc(c.startsWith("arch.") ? c.slice(5) : c)}</th>`);
     $("trials-table").tHead.innerHTML = `<tr>${head.join("")}</tr>`;
-    const html = rows.map((r) => {
+    // Only the first rows go into the DOM (2,000 rows of 20 cells make sorting sluggish); CSV has them all.
+    const html = rows.slice(0, state.tableLimit).map((r) => {
       const classes = [front.has(r.trial_id) ? "front" : "", r.within_budget === 0 ? "over" : "", FAILED.has(r.status) ? "failed" : ""].join(" ");
       const cells = columns.map((c) => {
         const v = cell(r, c, front);
@@ -183,7 +190,9 @@
       return `<tr class="${classes}" data-trial="${esc(r.trial_id)}" data-front="${front.has(r.trial_id) ? 1 : 0}">${cells.join("")}</tr>`;
     });
     $("trials-table").tBodies[0].innerHTML = html.join("");
-    $("table-count").textContent = `${rows.length} of ${exp.trials.length} trials shown`;
+    const shown = Math.min(rows.length, state.tableLimit);
+    $("table-count").textContent = `${rows.length} of ${exp.trials.length} trials match` + (shown < rows.length ? `, first ${shown} listed` : "");
+    $("show-more").style.display = shown < rows.length ? "" : "none";
   }
 
   function csvText() {
@@ -206,9 +215,16 @@
     $("status").classList.remove("stale");
   }
 
+  function timed(name, draw) {
+    const started = performance.now();
+    draw();
+    state.timings[name] = performance.now() - started;
+  }
+
   function render() {
     const started = performance.now();
-    drawStatus(); drawFront(); drawProgress(); drawMany(); drawTable();
+    drawStatus();
+    timed("front", drawFront); timed("progress", drawProgress); timed("many", drawMany); timed("table", drawTable);
     const plot = $("front-plot");
     if (!state.clickAttached && plot.on) {  // NNI 3.0's web UI has no per-trial URL: open its trial list
       plot.on("plotly_click", () => { const url = experiment().nni_url; if (url) window.open(`${url}/detail`, "_blank"); });
@@ -247,7 +263,7 @@
     setTimeout(poll, config.pollMs);
   }
 
-  for (const id of ["x-axis", "y-axis", "log-x", "log-y"]) $(id).addEventListener("change", () => { if (state.snapshot) render(); });
+  for (const id of ["x-axis", "y-axis", "log-x", "log-y"]) $(id).addEventListener("change", () => { if (state.snapshot) timed("front", drawFront); });
   $("experiment").addEventListener("change", () => apply(state.snapshot));
   for (const id of ["filter-budget", "filter-front", "filter-status"]) $(id).addEventListener("change", drawTable);
   $("trials-table").addEventListener("click", (event) => {
@@ -256,11 +272,16 @@
     state.sort = { key: th.dataset.key, desc: state.sort.key === th.dataset.key ? !state.sort.desc : false };
     drawTable();
   });
+  $("show-more").addEventListener("click", () => { state.tableLimit += 500; drawTable(); });
   $("download-csv").addEventListener("click", () => {
     const link = document.createElement("a");
     link.href = URL.createObjectURL(new Blob([csvText()], { type: "text/csv" }));
     link.download = `${experiment().label}-trials.csv`;
     link.click();
   });
+  new IntersectionObserver((entries) => {
+    for (const entry of entries) onScreen[entry.target.id] = entry.isIntersecting;
+    if (onScreen["many-view"] && state.stale.has("many-view") && state.snapshot) timed("many", drawMany);
+  }).observe($("many-view"));
   if (embedded) apply(embedded); else poll();
 })();
