@@ -128,6 +128,46 @@ def test_dashboard_cli_port_in_use_and_unknown_id_fail_in_one_line(tmp_path, nni
     _one_line_error(unknown, "'nosuchexp' not found", "--experiment-dir")
 
 
+@pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (.ci/run installs Debian's package)")
+def test_static_report_dashboard_overlays_runs_sorts_filters_and_exports(tmp_path):
+    """A two-run report's dashboard.html, from file://: curves overlaid, axes, log scale, table, CSV."""
+    from nni_hwnas.reporting.report import write_report
+
+    other = [{**r, "trial_id": r["trial_id"] + "2", "latency_ms": r["latency_ms"] * 2} if "latency_ms" in r
+             else {**r, "trial_id": r["trial_id"] + "2"} for r in hand_rows()]
+    report = write_report(tmp_path, {"A": [hand_rows()], "B": [other]}, title="two runs")
+    assert "[Interactive dashboard](dashboard.html)" in report.read_text()
+    with HeadlessPage() as page:
+        page.goto((tmp_path / "dashboard.html").as_uri())
+        page.wait_for("window.dashboard && window.dashboard.renders > 0")
+        assert page.js("document.getElementById('hv-plot').data.map(t => t.name)") == ["A", "B"]
+        assert "latency_ms=" in page.js("document.getElementById('hv-reference').textContent")
+        assert page.js(POINTS) == 5
+        hover = page.js("document.getElementById('front-plot').data[3].text.join('\\n')")
+        assert "depth" in hover and "accuracy" in hover and "params" in hover
+        # Another cost axis, on a log scale: the front of that pair is drawn.
+        page.js("const x = document.getElementById('x-axis'); x.value = 'params'; x.dispatchEvent(new Event('change'));"
+                "const l = document.getElementById('log-x'); l.checked = true; l.dispatchEvent(new Event('change')); true")
+        assert page.js("document.getElementById('front-plot').layout.xaxis.type") == "log"
+        assert sorted(page.js(FRONT_TRACE)) == ["a", "b", "c"]
+        # Sort by accuracy, descending on a second click; filter; CSV of what is shown.
+        rows = "[...document.querySelectorAll('#trials-table tbody tr')].map(r => r.dataset.trial)"
+        page.js("document.querySelector('#trials-table th[data-key=\"accuracy\"]').click(); true")
+        assert page.js(rows) == ["e", "a", "b", "c", "d", "f"]
+        page.js("document.querySelector('#trials-table th[data-key=\"accuracy\"]').click(); true")
+        assert page.js(rows)[:2] == ["d", "c"]
+        page.js("const f = document.getElementById('filter-front'); f.value = 'front'; f.dispatchEvent(new Event('change')); true")
+        assert sorted(page.js(rows)) == ["a", "b", "c"]
+        csv = page.js("window.dashboard.csvText()").splitlines()
+        assert csv[0].startswith("#,trial_id,status,front,accuracy,latency_ms") and len(csv) == 4
+        page.js("const b = document.getElementById('filter-budget'); b.value = 'over'; b.dispatchEvent(new Event('change'));"
+                "const g = document.getElementById('filter-front'); g.value = 'all'; g.dispatchEvent(new Event('change')); true")
+        assert page.js(rows) == ["d"]
+        page.js("const e = document.getElementById('experiment'); e.value = '1'; e.dispatchEvent(new Event('change')); true")
+        assert page.js("document.getElementById('status').textContent").startswith("6 trials")
+        assert page.js(rows) == ["d2"]  # within_budget as the trials reported it
+
+
 CONFIG = """
 name: dashboard-e2e
 seed: 5
