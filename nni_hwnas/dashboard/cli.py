@@ -54,6 +54,10 @@ def search_dashboard(nni_port: int, label: str, objectives: tuple[str, ...], bud
 
 
 def _dashboard(args: argparse.Namespace) -> int:
+    from nni_hwnas.errors import UserError
+
+    if not args.interval > 0:
+        raise UserError(f"--interval must be a positive number of seconds, got {args.interval}")
     dirs = [Path(d) for d in args.experiment_dir] if args.experiment_dir else None
     run_dashboard(args.sources, host=args.host, port=args.port, experiment_dirs=dirs, interval_s=args.interval)
     return 0

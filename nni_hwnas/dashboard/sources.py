@@ -89,15 +89,23 @@ class ResultsDirSource:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+        self._last: tuple[tuple, ExperimentData] | None = None
 
     def read(self) -> ExperimentData:
-        return results_dir_data(self.directory)
+        """Re-read only when a file changed (``report`` may rewrite them while the page is open)."""
+        stamp = tuple(p.stat().st_mtime_ns if p.is_file() else 0 for p in
+                      (self.directory / n for n in ("trials.json", "pareto.json", "run.json", "hypervolume.json")))
+        if self._last is None or self._last[0] != stamp:
+            self._last = (stamp, results_dir_data(self.directory))
+        return self._last[1]
 
 
 def results_dir_data(directory: Path, label: str | None = None) -> ExperimentData:
     """Read a results directory; budgets come from ``run.json`` and objectives from ``pareto.json``."""
     directory = Path(directory)
-    rows = json.loads((directory / "trials.json").read_text())
+    rows = _read_json(directory / "trials.json")
+    if not isinstance(rows, list):
+        raise UserError(f"{directory / 'trials.json'} is not a list of trials; rewrite it with `nni-hwnas report <id>`")
     pareto = _read_json(directory / "pareto.json")
     run = _read_json(directory / "run.json")
     budgets = ((run.get("hardware") or {}).get("budgets") or {})
@@ -109,8 +117,12 @@ def results_dir_data(directory: Path, label: str | None = None) -> ExperimentDat
                           source=f"results directory {directory}", status="DONE")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def _read_json(path: Path) -> Any:
+    """A results file's JSON ({} when absent); a damaged file is one line naming it."""
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path} ({exc}); rewrite the results with `nni-hwnas report <id>`") from None
 
 
 def running_experiments(home: Path | None = None) -> dict[str, dict]:
