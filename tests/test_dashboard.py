@@ -123,6 +123,17 @@ def test_dashboard_cli_port_in_use_and_unknown_id_fail_in_one_line(tmp_path, nni
         busy = subprocess.run([str(SCRIPT), "dashboard", str(tmp_path / "res"), "--port", str(port)],
                               capture_output=True, text=True, timeout=60)
     _one_line_error(busy, f"port {port}", "--port")
+    with socket.socket() as taken:  # `search` checks its dashboard's port before NNI starts
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        search = subprocess.run([str(SCRIPT), "search", "--config", str(REPO / "experiments" / "quickstart.yaml"),
+                                 "--port", str(free_port()), "--dashboard-port", str(port)],
+                                capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert search.returncode == 2 and "Traceback" not in search.stderr, search.stderr
+    last = search.stderr.strip().splitlines()[-1]  # above it: the profile's stale-table warning, if any
+    assert last.startswith("nni-hwnas: error: dashboard port") and f"{port}" in last and "--dashboard-port" in last
+    assert not (nni_home / "nni-experiments").exists()  # NNI never started
     unknown = subprocess.run([str(SCRIPT), "dashboard", "nosuchexp", "--experiment-dir", str(tmp_path)],
                              capture_output=True, text=True, timeout=60)
     _one_line_error(unknown, "'nosuchexp' not found", "--experiment-dir")

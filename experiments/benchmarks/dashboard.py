@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -149,6 +150,7 @@ def browser_timings(rows: list[dict], repeats: int) -> dict[str, float]:
             page.js("document.getElementById('many-view').scrollIntoView(); true")  # then the WebGL views draw
             page.wait_for("window.dashboard.stale.size === 0")
             measured.setdefault("many_on_screen_ms", []).append(page.js("window.dashboard.timings.many"))
+            measured.setdefault("parcoords_ms", []).append(page.js("window.dashboard.timings.parcoords"))
             page.js("window.scrollTo(0, 0); window.__x = document.getElementById('x-axis'); true")
             axis = "params" if i % 2 == 0 else "latency_ms"
             measured["axis_ms"].append(page.js(f"{sync}(() => {{ __x.value = '{axis}'; __x.dispatchEvent(new Event('change')); }})"))
@@ -174,6 +176,7 @@ def main() -> int:
     from nni_hwnas.experiment.runinfo import machine_info, package_versions
 
     table = []
+    load_before = os.getloadavg()
     for n in [int(s) for s in args.sizes.split(",")]:
         rows = make_rows(n, args.seed)
         jobs, metrics = nni_payloads(rows)
@@ -201,7 +204,10 @@ def main() -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"seed": args.seed, "repeats": args.repeats, "load": "generated trials (not search results)",
-                               "rows": table, "machine": machine_info(), "versions": package_versions()}, indent=2) + "\n")
+                               "rows": table,
+                               "load_average_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
+                               "machine": machine_info(), "versions": package_versions()}, indent=2) + "\n")
+    print(f"load average (1 min) before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"wrote {out}")
     return 0
 

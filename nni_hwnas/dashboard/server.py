@@ -26,17 +26,17 @@ from nni_hwnas.errors import UserError
 _log = logging.getLogger("nni_hwnas.dashboard")
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Fail in one line, before anything starts, when ``host:port`` is taken."""
+def check_port_free(host: str, port: int, flag: str = "--port") -> None:
+    """Fail in one line, before anything starts, when ``host:port`` is taken (``flag`` names the fix)."""
     if not 1 <= port <= 65535:
-        raise UserError(f"dashboard port {port} is out of range; choose one in 1-65535 with --port")
+        raise UserError(f"dashboard port {port} is out of range; choose one in 1-65535 with {flag}")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
         try:
             sock.bind((host, port))
         except OSError as exc:
             raise UserError(f"dashboard port {port} on {host} is not available ({exc.strerror}); "
-                            f"choose another with --port" + ("" if exc.errno == 98 else " or --host")) from None
+                            f"choose another with {flag}" + ("" if exc.errno == 98 else " or the host")) from None
 
 
 class SnapshotCache:

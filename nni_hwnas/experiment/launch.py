@@ -334,7 +334,7 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
     if dashboard and dashboard_port is not None:
         from nni_hwnas.dashboard.server import check_port_free as check_dashboard_port
 
-        check_dashboard_port(dashboard_host, dashboard_port)  # before NNI starts: nothing to clean up
+        check_dashboard_port(dashboard_host, dashboard_port, "--dashboard-port")  # before NNI starts
     seed_everything(config.seed)
     experiment, strategy = build_experiment(prepared, resume)
     exp_cfg = experiment.config

@@ -99,7 +99,8 @@
   function drawProgress() {
     const snap = state.snapshot, ref = snap.reference;
     const traces = snap.experiments.map((exp) => ({
-      type: "scatter", mode: "lines+markers", name: exp.label, marker: { size: 4 }, line: { shape: "hv" },
+      // Markers only while few: thousands of SVG markers would make every update slow.
+      type: "scatter", mode: exp.hypervolume.length > 300 ? "lines" : "lines+markers", name: exp.label, marker: { size: 4 }, line: { shape: "hv" },
       x: exp.hypervolume.map((_, i) => i + 1), y: exp.hypervolume }));
     Plotly.react("hv-plot", traces, {
       margin: { t: 20, r: 20 }, xaxis: { title: { text: "trials" } }, yaxis: { title: { text: "hypervolume (normalised)" }, rangemode: "tozero" },
@@ -127,10 +128,12 @@
     const front = new Set(exp.front);
     const color = rows.map((r) => (front.has(r.trial_id) ? 1 : 0));
     const scale = [[0, "#8aa6c8"], [1, "#d62728"]];
+    const started = performance.now();
     Plotly.react("parcoords-plot", [{
       type: "parcoords", line: { color, colorscale: scale, cmin: 0, cmax: 1 },
       dimensions: dims.map((d) => ({ label: d, values: rows.map((r) => r[d]) })) }],
       { margin: { t: 50, l: 70, r: 90, b: 20 } }, { responsive: true, displaylogo: false });
+    state.timings.parcoords = performance.now() - started;
     Plotly.react("splom-plot", [{
       type: "splom", dimensions: dims.map((d) => ({ label: d, values: rows.map((r) => r[d]) })),
       text: rows.map((r) => r.trial_id), marker: { color, colorscale: scale, cmin: 0, cmax: 1, size: 5 },
