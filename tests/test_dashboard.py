@@ -177,6 +177,14 @@ def test_static_report_dashboard_overlays_runs_sorts_filters_and_exports(tmp_pat
         page.js("const e = document.getElementById('experiment'); e.value = '1'; e.dispatchEvent(new Event('change')); true")
         assert page.js("document.getElementById('status').textContent").startswith("6 trials")
         assert page.js(rows) == ["d2"]  # within_budget as the trials reported it
+        # A results dir's page draws its budget; on a log axis the label must not stretch the range
+        # (Plotly wants log10 units for annotations there). The largest cost is 0.5 ms: log10 < 0.
+        write_results(tmp_path / "res", hand_rows(), {"seed": 0, "hardware": {"budgets": {"latency_ms": 0.3}}})
+        page.goto((tmp_path / "res" / "dashboard.html").as_uri())
+        page.wait_for("window.dashboard && window.dashboard.renders > 0")
+        page.js("const l = document.getElementById('log-x'); l.checked = true; l.dispatchEvent(new Event('change')); true")
+        assert "budget latency_ms ≤ 0.3" in page.js("document.getElementById('front-plot').textContent")
+        assert page.js("document.getElementById('front-plot').layout.xaxis.range[1]") < 0
 
 
 CONFIG = """

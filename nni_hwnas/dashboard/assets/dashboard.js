@@ -79,9 +79,11 @@
       const line = { type: "line", line: { color: "#e08a2c", dash: "dash", width: 2 } };
       if (axis === "x") shapes.push(Object.assign(line, { xref: "x", yref: "paper", x0: limit, x1: limit, y0: 0, y1: 1 }));
       else shapes.push(Object.assign(line, { xref: "paper", yref: "y", x0: 0, x1: 1, y0: limit, y1: limit }));
+      // Plotly places annotations on a log axis in log10 units (shapes take data values).
+      const at = $(`log-${axis}`).checked ? Math.log10(limit) : limit;
       annotations.push(axis === "x"
-        ? { x: limit, xref: "x", y: 1, yref: "paper", text: `budget ${metric} ≤ ${fmt(limit)}`, showarrow: false, xanchor: "left", font: { color: "#a65" } }
-        : { y: limit, yref: "y", x: 1, xref: "paper", text: `budget ${metric} ≤ ${fmt(limit)}`, showarrow: false, yanchor: "bottom", font: { color: "#a65" } });
+        ? { x: at, xref: "x", y: 1, yref: "paper", text: `budget ${metric} ≤ ${fmt(limit)}`, showarrow: false, xanchor: "left", font: { color: "#a65" } }
+        : { y: at, yref: "y", x: 1, xref: "paper", text: `budget ${metric} ≤ ${fmt(limit)}`, showarrow: false, yanchor: "bottom", font: { color: "#a65" } });
     }
     const layout = {
       margin: { t: 20, r: 20 }, hovermode: "closest", shapes, annotations, uirevision: `${exp.label}|${x}|${y}`,
