@@ -154,8 +154,10 @@ def test_static_report_dashboard_overlays_runs_sorts_filters_and_exports(tmp_pat
         assert page.js("document.getElementById('hv-plot').data.map(t => t.name)") == ["A", "B"]
         assert "latency_ms=" in page.js("document.getElementById('hv-reference').textContent")
         assert page.js(POINTS) == 5
-        hover = page.js("document.getElementById('front-plot').data[3].text.join('\\n')")
-        assert "depth" in hover and "accuracy" in hover and "params" in hover
+        # Hovering a front point shows its architecture and every metric.
+        page.hover("#front-plot .scatterlayer .trace:nth-child(4) path.point")
+        label = page.wait_for("document.querySelector('#front-plot .hoverlayer').textContent")
+        assert all(key in label for key in ("depth", "accuracy", "latency_ms", "params", "within_budget")), label
         # Another cost axis, on a log scale: the front of that pair is drawn.
         page.js("const x = document.getElementById('x-axis'); x.value = 'params'; x.dispatchEvent(new Event('change'));"
                 "const l = document.getElementById('log-x'); l.checked = true; l.dispatchEvent(new Event('change')); true")

@@ -104,6 +104,12 @@ class HeadlessPage:
                 raise TimeoutError(f"timed out waiting for: {expression}")
             time.sleep(0.2)
 
+    def hover(self, selector: str) -> None:
+        """Move the mouse over the centre of the first element matching ``selector``."""
+        box = self.js(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+                      " return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()")
+        self.send("Input.dispatchMouseEvent", type="mouseMoved", x=box["x"], y=box["y"])
+
     def screenshot(self, path: Path, selector: str | None = None) -> Path:
         """PNG of the page, or of one element (scrolled into view) when ``selector`` is given."""
         params: dict[str, Any] = {"format": "png", "captureBeyondViewport": True}
