@@ -259,6 +259,10 @@ def test_live_dashboard_of_a_real_search_in_headless_chromium(tmp_path, nni_home
             assert page.js("document.querySelectorAll('#front-plot .scatterlayer .trace')[1]"
                            ".querySelectorAll('path.point').length") == over
             assert "budget latency_ms ≤ 0.06" in page.js("document.getElementById('front-plot').textContent")
+            # A click on a point opens NNI's web UI (its trial list: NNI 3.0 has no per-trial URL).
+            page.js("window.scrollTo(0, 0); window.open = (url) => { window.__opened = url; }; true")
+            page.hover("#front-plot .scatterlayer .trace:nth-child(4) path.point", click=True)
+            assert page.wait_for("window.__opened") == f"http://127.0.0.1:{port}/detail"
             for view in ("front-view", "progress-view", "many-view", "table-view"):
                 page.screenshot(shots / f"live-{view}.png", f"#{view}")
             page.screenshot(shots / "live-full.png")

@@ -104,11 +104,13 @@ class HeadlessPage:
                 raise TimeoutError(f"timed out waiting for: {expression}")
             time.sleep(0.2)
 
-    def hover(self, selector: str) -> None:
-        """Move the mouse over the centre of the first element matching ``selector``."""
+    def hover(self, selector: str, click: bool = False) -> None:
+        """Move the mouse over the centre of the first element matching ``selector`` (and click there)."""
         box = self.js(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
                       " return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()")
         self.send("Input.dispatchMouseEvent", type="mouseMoved", x=box["x"], y=box["y"])
+        for kind in ("mousePressed", "mouseReleased") if click else ():
+            self.send("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"], button="left", clickCount=1)
 
     def screenshot(self, path: Path, selector: str | None = None) -> Path:
         """PNG of the page, or of one element (scrolled into view) when ``selector`` is given."""
