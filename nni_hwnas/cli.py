@@ -24,7 +24,9 @@ def _search(args: argparse.Namespace) -> int:
         run_weight_sharing(config, output=args.output)
         return 0
     run_search(config, output=args.output, keep_ui=args.keep_ui, resume=args.resume,
-               overwrite=args.overwrite, allow_changes=args.allow_changes)
+               overwrite=args.overwrite, allow_changes=args.allow_changes,
+               dashboard=not args.no_dashboard, dashboard_port=args.dashboard_port,
+               dashboard_host=args.dashboard_host)
     return 0
 
 
@@ -153,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--allow-changes", action="store_true",
                         help="with --resume: accept a config that changes what a trial means (epochs, budgets, data); "
                              "each trial is labelled with its settings and the front uses the new ones only")
+    search.add_argument("--no-dashboard", action="store_true", help="don't start the multi-objective dashboard")
+    search.add_argument("--dashboard-port", type=int, default=None, help="dashboard port (default: web UI port + 1)")
+    search.add_argument("--dashboard-host", default="127.0.0.1", help="dashboard bind address (default 127.0.0.1)")
     search.set_defaults(func=_search)
 
     stop = commands.add_parser("stop", help="stop an experiment's NNI manager, also one nnictl lost track of")
@@ -203,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     from nni_hwnas.cli_profile import add_profile_command
 
     add_profile_command(commands)
+
+    from nni_hwnas.dashboard.cli import add_dashboard_command
+
+    add_dashboard_command(commands)
 
     check = commands.add_parser("check-nnictl", help="check an nnictl config before `nnictl create` (which exits 0 on failure)")
     check.add_argument("--config", required=True, help="nnictl config, e.g. experiments/nnictl/digits.yml")

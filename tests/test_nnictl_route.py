@@ -95,6 +95,12 @@ def test_tuner_round_trip_through_nnictl(tmp_path):
         assert len(set(samples)) == 3  # the tuner never proposes an architecture twice
         dispatcher = (tmp_path / "exps" / experiment_id / "log" / "dispatcher.log").read_text()
         assert "Traceback" not in dispatcher
+        # `nni-hwnas dashboard <id>` reads the nnictl route live, found through nnictl's experiment list.
+        from test_dashboard import dashboard_serves
+
+        served = dashboard_serves(experiment_id, env)
+        assert sorted(t["trial_id"] for t in served["trials"]) == sorted(j["trialJobId"] for j in jobs)
+        assert served["source"] == f"NNI REST API, port {port}"
     finally:
         stopped = run(str(BIN / "nnictl"), "stop", experiment_id)
     assert stopped.returncode == 0

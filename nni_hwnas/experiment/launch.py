@@ -396,7 +396,8 @@ def use_training_service(exp_cfg: Any, config: RunConfig) -> None:
 
 def run_search(config: RunConfig, *, port: int | None = None, output: str | Path | None = None,
                keep_ui: bool = False, resume: str | None = None, echo: Callable[[str], None] = print,
-               overwrite: bool = False, allow_changes: bool = False) -> Path:
+               overwrite: bool = False, allow_changes: bool = False,
+               dashboard: bool = True, dashboard_port: int | None = None, dashboard_host: str = "127.0.0.1") -> Path:
     """Run one search end to end (or continue experiment ``resume``) and return the results directory.
 
     Raises ``KeyboardInterrupt`` after writing the finished trials' results when interrupted
@@ -406,20 +407,27 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
     port = int(port if port is not None else config.experiment.port)
     meaning = check_before_start(prepared, output=output, resume=resume, overwrite=overwrite,
                                  allow_changes=allow_changes, echo=echo)
+    if dashboard and dashboard_port is not None:
+        from nni_hwnas.dashboard.server import check_port_free as check_dashboard_port
+
+        check_dashboard_port(dashboard_host, dashboard_port, "--dashboard-port")  # before NNI starts
+    board = {"port": dashboard_port, "host": dashboard_host} if dashboard else None
     with manager_guard.claim_port(port):
         check_port_free(port, working_directory(config))
         seed_everything(config.seed)
         experiment, strategy = build_experiment(prepared, resume)
         out_dir, interrupted = _drive(experiment, strategy, prepared, port=port, output=output, keep_ui=keep_ui,
-                                      resume=resume, meaning=meaning, echo=echo)
+                                      resume=resume, meaning=meaning, echo=echo, dashboard=board)
     if interrupted:
         raise KeyboardInterrupt
     return out_dir
 
 
 def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: int, output: str | Path | None,
-           keep_ui: bool, resume: str | None, meaning: dict[str, Any], echo: Callable[[str], None]) -> tuple[Path, bool]:
-    """Start the experiment, wait for its trials, write the results; always stop it."""
+           keep_ui: bool, resume: str | None, meaning: dict[str, Any], echo: Callable[[str], None],
+           dashboard: dict[str, Any] | None = None) -> tuple[Path, bool]:
+    """Start the experiment (and the dashboard: ``{port, host}``), wait for its trials, write the
+    results; always stop both."""
     from nni_hwnas.experiment.experiment_store import read_experiment
     from nni_hwnas.nni_compat.resume import wait_for_completion
 
@@ -452,6 +460,15 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
     out_dir = Path(output or config.output or Path("results") / experiment.id)
     objectives = result_objectives(config)
     stopper = early_stopper(config, client)
+    board = None
+    if dashboard is not None:
+        from nni_hwnas.dashboard.cli import search_dashboard
+        from nni_hwnas.dashboard.server import bind_note
+
+        board = search_dashboard(port, f"{experiment.id} ({config.strategy.name})", objectives,
+                                 prepared.device.budgets.limits() if prepared.device is not None else {},
+                                 port=dashboard["port"], host=dashboard["host"])
+        echo(f"nni-hwnas: dashboard at {board.url} ({bind_note(dashboard['host'])})")
     try:
         try:
             with ProgressMonitor(client, config.experiment.max_trials), stopper:
@@ -488,12 +505,15 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
         echo(f"nni-hwnas: {n_ok}/{len(rows)} trials succeeded; results in {out_dir} "
              f"({', '.join(p.name for p in paths.values())})")
         if keep_ui and not interrupted:
-            echo(f"nni-hwnas: web UI stays up at http://127.0.0.1:{port}; press Ctrl-C to stop")
+            echo(f"nni-hwnas: web UI stays up at http://127.0.0.1:{port}"
+                 + (f" and the dashboard at {board.url}" if board is not None else "") + "; press Ctrl-C to stop")
             try:
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
     finally:
+        if board is not None:
+            board.stop()
         experiment.stop()
     return out_dir, interrupted

@@ -122,7 +122,13 @@ def write_report(out_dir: str | Path, groups: Mapping[str, Sequence[Rows]], *, t
     plot_fronts(fronts, out / "fronts.png", x=reference.cost, y=reference.score)
     write_json(out / "report.json", {"title": title, "reference": reference.as_dict(), "budgets": budgets,
                                      "rows": table, "curves": {k: [list(map(float, c)) for c in v] for k, v in curves.items()}})
+    if not (out / "dashboard.html").exists():  # a results dir already has one, with its budgets
+        from nni_hwnas.dashboard.export import write_groups_dashboard
+
+        write_groups_dashboard(out / "dashboard.html", groups, reference, title)
     lines = [f"# {title}", "", *notes, "",
+             "[Interactive dashboard](dashboard.html) (opens offline): front with selectable axes, hypervolume, "
+             "parallel coordinates, sortable trials table with CSV download.", "",
              f"Hypervolume of {reference.score} (up) vs {reference.cost} (down), normalised to fixed bounds; "
              f"reference point: {reference.as_dict()['meaning']}. `trials_to_90pct`: median trials a run needed to "
              f"reach 90% of the best final hypervolume of any run here (`-` when most runs never did). "

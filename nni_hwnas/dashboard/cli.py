@@ -1,0 +1,77 @@
+"""``nni-hwnas dashboard``: serve the multi-objective dashboard for one or several experiments.
+
+    nni-hwnas dashboard                         # the latest running experiment (NAS or nnictl)
+    nni-hwnas dashboard <experiment id>         # running: live from NNI's REST API; stopped: from its database
+    nni-hwnas dashboard results/<id> results/<other>   # finished runs, hypervolume curves overlaid
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+DEFAULT_PORT = 8090
+
+
+def run_dashboard(sources: list[str], *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+                  experiment_dirs: list[Path] | None = None, interval_s: float = 2.0,
+                  echo: Callable[[str], None] = print, block: bool = True):
+    """Resolve every source (a bad one fails here, in one line), then serve until Ctrl-C."""
+    from nni_hwnas.dashboard.server import DashboardServer, bind_note, serve_until_interrupted
+    from nni_hwnas.dashboard.sources import resolve_source
+
+    resolved = [resolve_source(spec, experiment_dirs) for spec in (sources or [None])]
+    first = [source.read() for source in resolved]  # unreadable sources fail before the port opens
+    server = DashboardServer(resolved, host=host, port=port, interval_s=interval_s,
+                             title=f"nni-hwnas dashboard: {', '.join(d.label for d in first)}").start()
+    for data in first:
+        echo(f"nni-hwnas: {data.label}: {len(data.rows)} trials from {data.source}")
+    echo(f"nni-hwnas: dashboard at {server.url} ({bind_note(host)}); Ctrl-C stops it")
+    if not block:
+        return server
+    serve_until_interrupted(server, echo)
+    return server
+
+
+def search_dashboard(nni_port: int, label: str, objectives: tuple[str, ...], budgets: dict[str, float], *,
+                     port: int | None = None, host: str = "127.0.0.1"):
+    """The live dashboard ``search`` starts beside NNI's web UI (NNI port + 1 unless ``port`` is given)."""
+    from nni_hwnas.dashboard.server import DashboardServer, check_port_free
+    from nni_hwnas.dashboard.sources import LiveSource
+    from nni_hwnas.errors import UserError
+
+    if port is None:
+        port = nni_port + 1
+        try:
+            check_port_free(host, port)
+        except UserError:  # the default is only a convenience: take any free port instead
+            from nni_hwnas.experiment.launch import free_port
+
+            port = free_port()
+    source = LiveSource(nni_port, label=label, objectives=objectives, budgets=budgets)
+    return DashboardServer([source], host=host, port=port, title=f"nni-hwnas dashboard: {label}").start()
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from nni_hwnas.errors import UserError
+
+    if not args.interval > 0:
+        raise UserError(f"--interval must be a positive number of seconds, got {args.interval}")
+    dirs = [Path(d) for d in args.experiment_dir] if args.experiment_dir else None
+    run_dashboard(args.sources, host=args.host, port=args.port, experiment_dirs=dirs, interval_s=args.interval)
+    return 0
+
+
+def add_dashboard_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("dashboard", help="multi-objective dashboard (front, hypervolume, trials) in a browser")
+    parser.add_argument("sources", nargs="*", metavar="EXPERIMENT_ID|RESULTS_DIR",
+                        help="experiment ids (running or stopped, NAS or nnictl) or results directories; "
+                             "several overlay their hypervolume curves (default: the latest running experiment)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to serve on (default {DEFAULT_PORT})")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    parser.add_argument("--experiment-dir", action="append", default=None,
+                        help="NNI working directory to look for stopped experiment ids in (default ~/nni-experiments)")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between reads of NNI (default 2)")
+    parser.set_defaults(func=_dashboard)

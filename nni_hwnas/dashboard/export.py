@@ -1,0 +1,36 @@
+"""The static ``dashboard.html`` of a results directory or of a multi-run report.
+
+It holds the same snapshot the live server would serve for those trials, with Plotly.js inlined,
+so it opens from ``file://`` offline and shows the finished search as the live page did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from nni_hwnas.dashboard.page import write_static_dashboard
+from nni_hwnas.dashboard.snapshot import ExperimentData, build_snapshot
+from nni_hwnas.dashboard.sources import objectives_of, results_dir_data
+from nni_hwnas.reporting.hypervolume_trace import HvReference
+
+
+def write_results_dashboard(out_dir: Path, reference: HvReference | None = None, title: str = "") -> Path:
+    """``out_dir/dashboard.html`` from the files just written there (trials, pareto.json, run.json)."""
+    data = results_dir_data(Path(out_dir), label=title or Path(out_dir).name)
+    snapshot = build_snapshot([data], live=False, reference=reference)
+    return write_static_dashboard(Path(out_dir) / "dashboard.html", snapshot,
+                                  title=f"nni-hwnas dashboard: {data.label}")
+
+
+def write_groups_dashboard(path: Path, groups: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
+                           reference: HvReference, title: str) -> Path:
+    """One experiment per run (``label seed i``) of a comparison, all against ``reference``."""
+    experiments = []
+    for label, runs in groups.items():
+        for i, rows in enumerate(runs):
+            name = label if len(runs) == 1 else f"{label} #{i + 1}"
+            experiments.append(ExperimentData(label=name, rows=[dict(r) for r in rows],
+                                              objectives=objectives_of(rows, (reference.score, reference.cost)),
+                                              source="report", status="DONE"))
+    return write_static_dashboard(Path(path), build_snapshot(experiments, live=False, reference=reference), title=title)
