@@ -9,6 +9,7 @@ experiment stops.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -77,6 +78,7 @@ class PreparedSearch:
     dataset_source: str
     device: Any = None  # DeviceProfile with the experiment's budgets, or None (measure here)
     predictor: Any = None  # LatencyPredictor for the space on the device, or None
+    dataset_summary: str = ""  # what was found and applied (channels, size, classes, normalisation, augment)
 
     def budget_for(self, metric: str) -> float | None:
         return None if self.device is None else self.device.budgets.limits().get(metric)
@@ -87,6 +89,7 @@ def prepare(config: RunConfig) -> PreparedSearch:
     from search_spaces import make_definition
 
     from nni_hwnas.data.datasets import load_dataset
+    from nni_hwnas.evaluation.training import check_precision
     from nni_hwnas.experiment.strategy_registry import strategy_names
 
     if config.strategy.name not in strategy_names():
@@ -95,13 +98,13 @@ def prepare(config: RunConfig) -> PreparedSearch:
         raise unknown("strategy", config.strategy.name, strategy_names())
     space_name, choices = resolve_space(config)
     trial_objective_args(config)
-    data = load_dataset(config.dataset.name, data_root=config.dataset.data_root, seed=config.seed,
-                        download=config.dataset.download, val_fraction=config.dataset.val_fraction,
-                        test_fraction=config.dataset.test_fraction)
+    check_precision(config.evaluator.precision)
+    data = load_dataset(seed=config.seed, **{**trial_dataset_args(config), "download": config.dataset.download})
     definition = make_definition(space_name, choices, data.input_shape, data.num_classes)
     device, predictor = prepare_hardware(config, definition)
     return PreparedSearch(config, space_name, {k: list(v) for k, v in definition.choices.items()},
-                          definition, tuple(data.input_shape), data.num_classes, data.source, device, predictor)
+                          definition, tuple(data.input_shape), data.num_classes, data.source, device, predictor,
+                          data.describe())
 
 
 def prepare_hardware(config: RunConfig, definition: Any) -> tuple[Any, Any]:
@@ -125,9 +128,10 @@ def trial_dataset_args(config: RunConfig) -> dict[str, Any]:
     """Dataset arguments a trial process loads with: the absolute folder the driver checked."""
     from nni_hwnas.data.datasets import resolve_data_root
 
-    return {"name": config.dataset.name, "data_root": str(resolve_data_root(config.dataset.data_root)),
-            "download": False, "val_fraction": config.dataset.val_fraction,
-            "test_fraction": config.dataset.test_fraction}
+    d = config.dataset
+    return {"name": d.name, "data_root": str(resolve_data_root(d.data_root)), "download": False,
+            "val_fraction": d.val_fraction, "test_fraction": d.test_fraction, "path": d.path, "keys": d.keys,
+            "image_size": d.image_size, "cache": d.cache, "augment": dataclasses.asdict(d.augment) if d.augment else None}
 
 
 def trial_training_args(config: RunConfig) -> dict[str, Any]:
@@ -135,7 +139,8 @@ def trial_training_args(config: RunConfig) -> dict[str, Any]:
     ev = config.evaluator
     return {"epochs": ev.epochs, "batch_size": ev.batch_size, "learning_rate": ev.learning_rate,
             "momentum": ev.momentum, "weight_decay": ev.weight_decay, "lr_schedule": ev.lr_schedule,
-            "train_subset": ev.train_subset, "augment": ev.augment}
+            "train_subset": ev.train_subset, "augment": ev.augment, "warmup_epochs": ev.warmup_epochs,
+            "grad_clip_norm": ev.grad_clip_norm, "label_smoothing": ev.label_smoothing, "precision": ev.precision}
 
 
 def trial_hardware_args(config: RunConfig) -> dict[str, Any] | None:
@@ -339,6 +344,7 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
     echo(f"nni-hwnas: {verb} {experiment.id}: {config.strategy.name} over {prepared.space_name} "
          f"({prepared.definition.size()} label combinations) on {config.dataset.name}, "
          f"{config.experiment.max_trials} trials, {config.experiment.concurrency} at a time")
+    echo(f"nni-hwnas: {prepared.dataset_summary}")
     echo(f"nni-hwnas: web UI at http://127.0.0.1:{port} (NNI listens on all interfaces; "
          f"firewall the port on shared networks)")
     started = time.time()
