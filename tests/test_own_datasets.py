@@ -232,3 +232,41 @@ def test_npz_missing_key_names_the_arrays_it_has(tmp_path):
     with pytest.raises(UserError, match=r"has no array 'train_images' \(it has: x_train, y_train\); name yours "
                                         r"with dataset.keys"):
         load_dataset("npz", path=str(tmp_path / "k.npz"))
+
+
+# ------------------------------------------------------------------------------------ end to end
+
+
+def test_search_on_a_tiny_folder_through_nni_then_train_from_it(tmp_path, nni_home, cache):
+    """The user's path for their own images: search (a real NNI experiment), then train --from."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO, free_port
+
+    write_folder(tmp_path / "imgs", per_class=12, size=(12, 12))
+    config = tmp_path / "own.yaml"
+    config.write_text(
+        "name: own\nseed: 5\n"
+        "dataset: {name: folder, path: imgs, augment: {flip: false, crop_padding: 1}}\n"
+        "space: {preset: conv_net_small}\nstrategy: {name: Random}\n"
+        "evaluator: {epochs: 1, batch_size: 8, latency_repeats: 3, warmup_epochs: 0.5, grad_clip_norm: 1.0,"
+        " label_smoothing: 0.1}\n"
+        "experiment: {max_trials: 2, concurrency: 2, working_directory: exps}\n")
+    out = tmp_path / "results"
+    script = Path(sys.executable).with_name("nni-hwnas")
+    run = subprocess.run([str(script), "search", "--config", str(config), "--port", str(free_port()),
+                          "--output", str(out)], cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "dataset folder: 3 channel(s), 12x12, 3 classes, train/val/test 24/6/6" in run.stdout
+    assert "augment: random crop with padding 1" in run.stdout
+    trials = json.loads((out / "trials.json").read_text())
+    assert len(trials) == 2 and all(0.0 <= t["accuracy"] <= 1.0 for t in trials)
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["dataset"]["path"] == str(tmp_path / "imgs") and record["seed"] == 5
+
+    assert main(["train", "--from", str(out), "--epochs", "1"]) == 0
+    retrained = json.loads(next(out.glob("retrain-*/retrain.json")).read_text())
+    assert 0.0 <= retrained["test_accuracy"] <= 1.0
+    assert next(out.glob("retrain-*/model.onnx")).stat().st_size > 0
