@@ -80,3 +80,15 @@ def test_bf16_refused_with_one_line_where_the_cpu_lacks_it(monkeypatch):
     monkeypatch.setattr(training, "cpu_supports_bf16", lambda: False)
     with pytest.raises(UserError, match="needs a CPU with AVX512-BF16 or AMX-BF16 .* use precision: fp32"):
         train_model(_mlp(), load_dataset("digits", seed=0), TrainSettings(precision="bf16"), seed=0)
+
+
+def test_kaiming_init_is_seeded_and_keeps_relu_signal():
+    from nni_hwnas.evaluation.training import kaiming_init
+
+    a, b = nn.Conv2d(32, 64, 5), nn.Conv2d(32, 64, 5)
+    kaiming_init(a, seed=3)
+    kaiming_init(b, seed=3)
+    assert torch.equal(a.weight, b.weight) and not a.bias.any()
+    assert float(a.weight.std()) == pytest.approx(math.sqrt(2.0 / (32 * 25)), rel=0.05)  # torch default: ~1/3 of it
+    with pytest.raises(UserError, match="weight_init must be default or kaiming"):
+        train_model(_mlp(), load_dataset("digits", seed=0), TrainSettings(weight_init="xavier"), seed=0)

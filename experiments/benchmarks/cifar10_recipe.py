@@ -58,7 +58,7 @@ def recipe() -> dict:
 
     ev = yaml.safe_load(YAML.read_text())["evaluator"]
     keys = ("learning_rate", "lr_schedule", "warmup_epochs", "grad_clip_norm", "label_smoothing", "batch_size",
-            "weight_decay", "momentum")
+            "weight_decay", "momentum", "weight_init")
     return {k: ev[k] for k in keys if k in ev}
 
 
@@ -95,7 +95,8 @@ def load(args):
 def part_stability(args) -> None:
     data = load(args)
     rows = []
-    for name, arch in FRAGILE.items():
+    for name in args.archs.split(","):
+        arch = FRAGILE[name]
         for label, settings in (("shipped", SHIPPED), ("recipe", recipe())):
             model, canonical = network(arch, False, data.input_shape, data.num_classes)
             torch.manual_seed(args.seed)
@@ -112,7 +113,7 @@ def part_stability(args) -> None:
             print(f"{name:16s} {label:8s} val {acc:.4f} loss {loss:.3f} ({ips:.0f} img/s)", flush=True)
     text = table(["architecture", "recipe", "val accuracy", "last-epoch train loss"],
                  [[r["arch"], r["recipe"], r["val_accuracy"], r["final_train_loss"]] for r in rows])
-    save("stability", args, rows, text, chance=0.1)
+    save(f"stability_{args.subset}x{args.epochs}", args, rows, text, chance=0.1)
 
 
 def part_precision(args) -> None:
@@ -187,6 +188,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--subset", type=int, default=4000, help="training images (stability, precision)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs (stability, precision)")
+    parser.add_argument("--archs", default=",".join(FRAGILE), help="comma-separated names of FRAGILE (stability)")
     parser.add_argument("--repeats", type=int, default=3, help="fp32/bf16 pairs (precision)")
     parser.add_argument("--search-trials", type=int, default=40)
     parser.add_argument("--search-subset", type=int, default=None)

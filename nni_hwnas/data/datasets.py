@@ -321,7 +321,7 @@ def _load_cifar10(root: Path, seed: int, download: bool, val_fraction: float, au
     folder = root / _CIFAR_FOLDER
     how = (
         f"copy the extracted CIFAR-10 python version ({_CIFAR_FOLDER}/ from cifar-10-python.tar.gz) "
-        "there, or pass --download where the network allows"
+        "there, or pass --download where the network allows (for images in class folders use name: folder)"
     )
     if not download and not folder.is_dir():
         raise UserError(f"CIFAR-10 folder {_CIFAR_FOLDER} not found in {root}; {how}")

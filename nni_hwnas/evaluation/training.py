@@ -3,9 +3,11 @@
 Whole splits live as tensors; batches are sliced from a seeded permutation and augmented on the
 batch (see :mod:`nni_hwnas.data.augment`), so an epoch has no per-sample Python work. Searches
 train many unfamiliar architectures at one learning rate, and some (deep, without batch norm)
-blow up in the first steps at a rate others need: a linear warm-up and gradient-norm clipping
-keep those from collapsing to chance. ``precision: bf16`` runs forward and loss under CPU
-autocast, which pays off on CPUs with AVX512-BF16/AMX (see :func:`cpu_supports_bf16`).
+blow up in the first steps at a rate others need or barely move from chance in a short trial:
+a linear warm-up and gradient-norm clipping bound the first steps, and He initialisation
+(``weight_init: kaiming``) gives them a signal to learn from. ``precision: bf16`` runs forward
+and loss under CPU autocast, which pays off on CPUs with AVX512-BF16/AMX (see
+:func:`cpu_supports_bf16`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class TrainSettings:
     grad_clip_norm: float | None = None
     label_smoothing: float = 0.0
     precision: str = "fp32"
+    weight_init: str = "default"
 
 
 @dataclass
@@ -103,6 +106,21 @@ def check_precision(precision: str) -> None:
                         "neither; use precision: fp32")
 
 
+def kaiming_init(model: nn.Module, seed: int) -> None:
+    """He-normal weights (fan-in, ReLU gain) and zero biases for every conv and linear layer.
+
+    PyTorch's default init shrinks ReLU activations layer by layer; a 5-layer conv stack without
+    batch norm then starts with near-constant logits and sits at chance for the first hundreds of
+    steps of a short search trial (experiments/benchmarks/cifar10_recipe.py, part stability).
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=generator)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 def autocast(precision: str) -> contextlib.AbstractContextManager:
     """CPU bf16 autocast for ``bf16`` (weights and optimizer stay fp32), else nothing."""
     if precision == "bf16":
@@ -141,6 +159,10 @@ def train_model(model: nn.Module, data: DatasetSplits, settings: TrainSettings, 
         TrainingDiverged: when a batch loss is not finite.
     """
     check_precision(settings.precision)
+    if settings.weight_init == "kaiming":
+        kaiming_init(model, seed)
+    elif settings.weight_init != "default":
+        raise UserError(f"evaluator.weight_init must be default or kaiming, got {settings.weight_init!r}")
     generator = torch.Generator().manual_seed(seed)
     train_x, train_y = subset(data.train_x, data.train_y, settings.train_subset, seed)
     n = len(train_x)

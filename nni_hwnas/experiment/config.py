@@ -90,6 +90,7 @@ class EvaluatorConfig:
     grad_clip_norm: float | None = _bounded(None, low=1e-6)
     label_smoothing: float = _bounded(0.0, low=0.0, high=0.5)
     precision: str = _bounded("fp32", choices=("fp32", "bf16"))
+    weight_init: str = _bounded("default", choices=("default", "kaiming"))
     threads: int = _bounded(1, low=1, high=256)
     latency_repeats: int = _bounded(30, low=1, high=10000)
     default_metric: str = _bounded("accuracy", choices=("accuracy", "mnas_reward"))

@@ -140,7 +140,8 @@ def trial_training_args(config: RunConfig) -> dict[str, Any]:
     return {"epochs": ev.epochs, "batch_size": ev.batch_size, "learning_rate": ev.learning_rate,
             "momentum": ev.momentum, "weight_decay": ev.weight_decay, "lr_schedule": ev.lr_schedule,
             "train_subset": ev.train_subset, "augment": ev.augment, "warmup_epochs": ev.warmup_epochs,
-            "grad_clip_norm": ev.grad_clip_norm, "label_smoothing": ev.label_smoothing, "precision": ev.precision}
+            "grad_clip_norm": ev.grad_clip_norm, "label_smoothing": ev.label_smoothing, "precision": ev.precision,
+            "weight_init": ev.weight_init}
 
 
 def trial_hardware_args(config: RunConfig) -> dict[str, Any] | None:
