@@ -270,3 +270,15 @@ def test_search_on_a_tiny_folder_through_nni_then_train_from_it(tmp_path, nni_ho
     retrained = json.loads(next(out.glob("retrain-*/retrain.json")).read_text())
     assert 0.0 <= retrained["test_accuracy"] <= 1.0
     assert next(out.glob("retrain-*/model.onnx")).stat().st_size > 0
+
+
+def test_npz_reads_a_real_medmnist_file_like_its_own_loader():
+    from conftest import SHARED_DATA
+
+    path = SHARED_DATA / "breastmnist.npz"
+    if not path.is_file():
+        pytest.skip(f"{path} is not there (the shared data folder sits next to the main checkout)")
+    own = load_dataset("npz", path=str(path), seed=0)
+    med = load_dataset("breastmnist", data_root=str(SHARED_DATA), seed=0)
+    assert own.num_classes == med.num_classes == 2
+    assert torch.equal(own.train_y, med.train_y) and torch.allclose(own.test_x, med.test_x)

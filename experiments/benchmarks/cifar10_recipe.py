@@ -12,13 +12,14 @@ Three parts, each printing a table and writing ``experiments/benchmarks/results/
 - ``protocol``: the user's path end to end through the CLI code: ``search`` on
   ``experiments/cifar10_jpg.yaml`` (through NNI), then ``train --from`` the best trial on the full
   training split with ONNX/TorchScript exports; its search front, learning curve and test accuracy.
+  The retrained member is the most accurate on the front with at most 300K params (``--pick``).
   The full protocol (1 h search, 2 h retrain) is ``--search-trials 40 --retrain-epochs 60``;
   smaller values run a shortened version, and the JSON records which was run.
 
     python experiments/benchmarks/cifar10_recipe.py --data data/cifar10_jpg --part stability
     python experiments/benchmarks/cifar10_recipe.py --data data/cifar10_jpg --part precision
     python experiments/benchmarks/cifar10_recipe.py --data data/cifar10_jpg --part protocol \
-        --search-trials 4 --retrain-epochs 2
+        --search-trials 4 --search-subset 2000 --search-epochs 1 --retrain-epochs 1 --filters 16,32
 """
 
 from __future__ import annotations
@@ -159,6 +160,8 @@ def part_protocol(args) -> None:
         config.evaluator.train_subset = args.search_subset
     if args.search_epochs:
         config.evaluator.epochs = args.search_epochs
+    if args.filters:  # a narrower space for shortened runs (recorded in the JSON with the other args)
+        config.space.choices = {**config.space.choices, "filters": [int(f) for f in args.filters.split(",")]}
     out = Path(args.output).resolve()
     started = time.perf_counter()
     results = run_search(config, port=args.port, output=out / "search")
@@ -166,7 +169,7 @@ def part_protocol(args) -> None:
     trials = json.loads((results / "trials.json").read_text()) if (results / "trials.json").exists() else []
     curve: list[float] = []
     started = time.perf_counter()
-    summary = retrain(results, "best", epochs=args.retrain_epochs, output=out / "retrain", seed=args.seed,
+    summary = retrain(results, args.pick, epochs=args.retrain_epochs, output=out / "retrain", seed=args.seed,
                       echo=lambda line: (print(line, flush=True),
                                          curve.append(float(line.rsplit(" ", 1)[1])) if "val accuracy" in line else None))
     retrain_s = time.perf_counter() - started
@@ -194,6 +197,8 @@ def main() -> None:
     parser.add_argument("--search-subset", type=int, default=None)
     parser.add_argument("--search-epochs", type=int, default=None)
     parser.add_argument("--retrain-epochs", type=int, default=60)
+    parser.add_argument("--pick", default="params<=300000", help="which front member to retrain (train --pick)")
+    parser.add_argument("--filters", default=None, help="comma-separated filter choices (shortened runs only)")
     parser.add_argument("--port", type=int, default=8790)
     parser.add_argument("--output", default=str(REPO / "results" / "cifar10_recipe"))
     args = parser.parse_args()
