@@ -265,6 +265,7 @@ def test_search_on_a_tiny_folder_through_nni_then_train_from_it(tmp_path, nni_ho
     assert len(trials) == 2 and all(0.0 <= t["accuracy"] <= 1.0 for t in trials)
     record = json.loads((out / "run.json").read_text())
     assert record["config"]["dataset"]["path"] == str(tmp_path / "imgs") and record["seed"] == 5
+    assert record["dataset_summary"].startswith("dataset folder: 3 channel(s), 12x12, 3 classes")
 
     assert main(["train", "--from", str(out), "--epochs", "1"]) == 0
     retrained = json.loads(next(out.glob("retrain-*/retrain.json")).read_text())

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -83,6 +84,8 @@ def table(headers: list[str], rows: list[list]) -> str:
 def save(part: str, args: argparse.Namespace, rows: list[dict], text: str, **extra) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"cifar10_recipe_{part}.json"
+    # The load average says how shared the machine was: images/s are only comparable within one run.
+    extra["load_average_1_5_15"] = os.getloadavg()
     path.write_text(json.dumps(run_record(args.seed, vars(args), rows=rows, table=text, **extra),
                                indent=2, default=str) + "\n")
     print(text)

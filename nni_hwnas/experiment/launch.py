@@ -365,7 +365,8 @@ def run_search(config: RunConfig, *, port: int | None = None, output: str | Path
         info = run_record(config.seed, config.to_dict(), experiment_id=experiment.id, port=port,
                           resumed=bool(resume), space=prepared.space_name, space_choices=prepared.choices,
                           input_shape=list(prepared.input_shape), num_classes=prepared.num_classes,
-                          dataset_source=prepared.dataset_source, hardware=hardware_record(prepared),
+                          dataset_source=prepared.dataset_source, dataset_summary=prepared.dataset_summary,
+                          hardware=hardware_record(prepared),
                           experiment_directory=str(Path(exp_cfg.experiment_working_directory).expanduser() / experiment.id),
                           wall_seconds=time.time() - started, interrupted=interrupted)
         reference = default_reference([rows], objectives[0], objectives[1], prepared.budget_for(objectives[1]))
