@@ -169,7 +169,9 @@ def part_protocol(args) -> None:
     started = time.perf_counter()
     results = run_search(config, port=args.port, output=out / "search")
     search_s = time.perf_counter() - started
-    trials = json.loads((results / "trials.json").read_text()) if (results / "trials.json").exists() else []
+    trials = json.loads((results / "trials.json").read_text())
+    front = json.loads((results / "pareto.json").read_text())["front"]
+    keep = ("trial_id", "accuracy", "params", "latency_ms", "train_seconds", "trial_seconds")
     curve: list[float] = []
     started = time.perf_counter()
     summary = retrain(results, args.pick, epochs=args.retrain_epochs, output=out / "retrain", seed=args.seed,
@@ -183,7 +185,11 @@ def part_protocol(args) -> None:
     text = table(["search trials", "search s", "retrain epochs", "retrain s", "test accuracy"],
                  [[args.search_trials, round(search_s), args.retrain_epochs, round(retrain_s),
                    summary["test_accuracy"]]]) + "\nval curve: " + ", ".join(f"{v:.3f}" for v in curve)
-    save("protocol", args, [row], text, trials=len(trials))
+    text += "\n\nsearch front (accuracy up, latency_ms down):\n" + table(
+        ["trial", "val accuracy", "params", "latency_ms"],
+        [[t["trial_id"], t["accuracy"], t["params"], round(t["latency_ms"], 3)] for t in front])
+    save("protocol", args, [row], text, trials=[{k: t.get(k) for k in keep} for t in trials],
+         front=[{k: t.get(k) for k in keep} for t in front])
 
 
 def main() -> None:
