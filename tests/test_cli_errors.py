@@ -26,7 +26,7 @@ def run_cli(tmp_path: Path, text: str, *extra: str, capsys) -> tuple[int, str]:
 @pytest.mark.parametrize("text, fragment", [
     ("space: {name: resnet}\n", "unknown space 'resnet'"),
     ("strategy: {name: Randm}\n", "did you mean 'Random'"),
-    ("dataset: {name: mnist}\n", "unknown dataset 'mnist'"),
+    ("dataset: {name: mnistt}\n", "unknown dataset 'mnistt' (did you mean 'mnist'?)"),
     ("evaluator: {epoch: 3}\n", "unknown key `evaluator.epoch` (did you mean 'epochs'?)"),
     ("dataset: {name: digits\n", "not valid YAML"),
     ("space: {name: conv_net, choices: {kernel: [3, 4]}}\n", "choice 'kernel' has value 4"),

@@ -36,6 +36,11 @@ class AugmentSpec:
                 "use 0 to disable the random crop"
             )
 
+    def describe(self) -> str:
+        parts = ([f"random crop with padding {self.crop_padding}"] if self.crop_padding else []) + (
+            ["horizontal flip"] if self.horizontal_flip else [])
+        return " + ".join(parts) or "none"
+
     @property
     def is_identity(self) -> bool:
         """True when the spec changes nothing (training can skip the call)."""

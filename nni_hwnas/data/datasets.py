@@ -1,4 +1,4 @@
-"""Datasets as in-memory tensors: scikit-learn digits, MedMNIST 2-D subsets and CIFAR-10.
+"""Datasets as in-memory tensors: the public loader and the digits, MedMNIST and CIFAR-10 readers.
 
 Search trials on small CPU machines train many short runs, so every dataset is loaded once into
 float32 tensors (standardised with the training split's per-channel statistics) and batched by
@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from nni_hwnas.data.augment import AugmentSpec
-from nni_hwnas.errors import UserError, unknown
+from nni_hwnas.errors import UserError
 
 __all__ = [
     "AugmentSpec",
@@ -64,11 +65,24 @@ class DatasetSplits:
     task: str
     augment: AugmentSpec = field(default_factory=AugmentSpec)
     source: str = ""
+    norm_mean: tuple[float, ...] | None = None
+    norm_std: tuple[float, ...] | None = None
 
     @property
     def is_multilabel(self) -> bool:
         """True when each sample has several independent binary labels (loss: BCE, not CE)."""
         return self.task == "multi-label"
+
+    def describe(self) -> str:
+        """One line stating what was found and what is applied, so a user can check it at a glance."""
+        c, h, w = self.input_shape
+        norm = "per-channel mean/std of the train split"
+        if self.norm_mean is not None and self.norm_std is not None:
+            fmt = lambda v: "(" + ", ".join(f"{x:.3g}" for x in v) + ")"  # noqa: E731
+            norm += f" (mean {fmt(self.norm_mean)}, std {fmt(self.norm_std)})"
+        return (f"dataset {self.name}: {c} channel(s), {h}x{w}, {self.num_classes} classes, "
+                f"train/val/test {len(self.train_y)}/{len(self.val_y)}/{len(self.test_y)}; "
+                f"normalised by {norm}; augment: {self.augment.describe()}")
 
 
 def _medmnist_info() -> dict:
@@ -83,19 +97,17 @@ def _medmnist_2d_flags() -> list[str]:
 
 
 def dataset_names() -> list[str]:
-    """All dataset names :func:`load_dataset` accepts."""
-    return ["digits", "cifar10", *_medmnist_2d_flags()]
+    """All dataset names :func:`load_dataset` accepts: the registry's built-ins and plug-ins."""
+    from nni_hwnas.data.registry import dataset_entries
+
+    return list(dataset_entries())
 
 
 def default_augment(name: str) -> AugmentSpec:
     """The augmentation a dataset gets when none is given (no flip for digits)."""
-    if name == "digits":
-        return _DIGITS_AUGMENT
-    if name == "cifar10":
-        return _CIFAR_AUGMENT
-    if name in _medmnist_2d_flags():
-        return _MEDMNIST_AUGMENT
-    raise unknown("dataset", name, dataset_names())
+    from nni_hwnas.data.registry import get_entry
+
+    return get_entry(name).augment
 
 
 def resolve_data_root(data_root: str | Path | None = None) -> Path:
@@ -289,6 +301,18 @@ def _load_medmnist(flag: str, root: Path, download: bool, augment: AugmentSpec) 
 # CIFAR-10
 
 
+def _cifar_checksum_failure(folder: Path) -> Path | None:
+    """The first present CIFAR-10 batch whose MD5 differs from the official one, if any."""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
+
+    for filename, md5 in CIFAR10.train_list + CIFAR10.test_list:
+        path = folder / filename
+        if path.is_file() and not check_integrity(str(path), md5):
+            return path
+    return None
+
+
 def _load_cifar10(root: Path, seed: int, download: bool, val_fraction: float, augment: AugmentSpec) -> DatasetSplits:
     """CIFAR-10 through torchvision; validation carved from the 50k train set by ``seed``."""
     from torchvision.datasets import CIFAR10
@@ -297,7 +321,7 @@ def _load_cifar10(root: Path, seed: int, download: bool, val_fraction: float, au
     folder = root / _CIFAR_FOLDER
     how = (
         f"copy the extracted CIFAR-10 python version ({_CIFAR_FOLDER}/ from cifar-10-python.tar.gz) "
-        "there, or set `dataset.download: true` in the config where the network allows"
+        "there, or set `dataset.download: true` in the config where the network allows (for images in class folders use name: folder)"
     )
     if not download and not folder.is_dir():
         raise UserError(f"CIFAR-10 folder {_CIFAR_FOLDER} not found in {root}; {how}")
@@ -309,6 +333,12 @@ def _load_cifar10(root: Path, seed: int, download: bool, val_fraction: float, au
         train_imgs, train_lbls = np.asarray(train.data), np.asarray(train.targets, dtype=np.int64)
         test_imgs, test_lbls = np.asarray(test.data), np.asarray(test.targets, dtype=np.int64)
     except Exception as exc:  # torchvision raises RuntimeError("Dataset not found or corrupted"), URLError, ...
+        bad = _cifar_checksum_failure(folder)
+        if bad:
+            raise UserError(
+                f"CIFAR-10 file {bad} fails torchvision's MD5 check for the official python batches; for a "
+                "rebuilt or re-encoded copy use dataset: {name: folder, path: DIR} with DIR/train/<class>/ images"
+            ) from exc
         raise UserError(
             f"could not load CIFAR-10 folder {_CIFAR_FOLDER} in {root} ({_one_line(exc)}); {how}"
         ) from exc
@@ -351,25 +381,40 @@ def load_dataset(
     download: bool = False,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
-    augment: AugmentSpec | None = None,
+    augment: AugmentSpec | Mapping[str, Any] | None = None,
+    **options: Any,
 ) -> DatasetSplits:
-    """Load ``name`` as standardised in-memory tensors with train/val/test splits.
+    """Load ``name`` (a registry entry) as standardised in-memory tensors with train/val/test splits.
 
     ``seed``, ``val_fraction`` and ``test_fraction`` shape the split only where the dataset has
     none of its own: digits uses both fractions, CIFAR-10 carves ``val_fraction`` of its train set
-    (its test set is official), MedMNIST keeps its official splits. ``data_root`` defaults to
-    $NNI_HWNAS_DATA, else ``./data``; ``download`` is passed on only when the user asked for it.
+    (its test set is official), MedMNIST keeps its official splits; folder and npz carve what they
+    lack. ``data_root`` defaults to $NNI_HWNAS_DATA, else ``./data``; ``download`` is passed on only
+    when the user asked for it. ``augment`` (a spec, or ``{flip, crop_padding}`` with None meaning
+    the dataset's default) overrides the dataset's default augmentation; ``options`` are the extra
+    ``dataset`` keys (``path``, ``keys``, ``image_size``, ``cache``) an entry may read.
     """
-    name = str(name).strip().lower()
-    if name not in dataset_names():
-        raise unknown("dataset", name, dataset_names())
-    spec = augment if augment is not None else default_augment(name)
-    if name == "digits":
-        return _load_digits(seed, val_fraction, test_fraction, spec)
-    root = resolve_data_root(data_root)
-    if name == "cifar10":
-        return _load_cifar10(root, seed, download, val_fraction, spec)
-    return _load_medmnist(name, root, download, spec)
+    from nni_hwnas.data.registry import DatasetRequest, check_options, get_entry
+
+    entry = get_entry(str(name).strip().lower())
+    check_options(entry, options)
+    request = DatasetRequest(name=entry.name, root=resolve_data_root(data_root), seed=int(seed), download=download,
+                             val_fraction=val_fraction, test_fraction=test_fraction,
+                             augment=_augment_spec(augment, entry.augment), options=options)
+    data = entry.load(request)
+    if not isinstance(data, DatasetSplits):
+        raise UserError(f"dataset {entry.name!r} loader returned {type(data).__name__}, not DatasetSplits; "
+                        "fix the plug-in that provides it")
+    return data
+
+
+def _augment_spec(augment: AugmentSpec | Mapping[str, Any] | None, default: AugmentSpec) -> AugmentSpec:
+    """An explicit spec, or the dataset default with the given ``flip``/``crop_padding`` replaced."""
+    if augment is None or isinstance(augment, AugmentSpec):
+        return augment or default
+    flip, pad = augment.get("flip"), augment.get("crop_padding")
+    return AugmentSpec(crop_padding=default.crop_padding if pad is None else pad,
+                       horizontal_flip=default.horizontal_flip if flip is None else bool(flip))
 
 
 def subset(x: Tensor, y: Tensor, n: int | None, seed: int) -> tuple[Tensor, Tensor]:

@@ -22,7 +22,7 @@ def definition_for(config: RunConfig) -> Any:
     from search_spaces import make_definition
 
     from nni_hwnas.data.datasets import load_dataset
-    from nni_hwnas.experiment.trial_args import resolve_space
+    from nni_hwnas.experiment.trial_args import resolve_space, trial_dataset_args
 
     space, choices = resolve_space(config)
     if config.evaluator.kind == "tabular":
@@ -30,8 +30,7 @@ def definition_for(config: RunConfig) -> Any:
 
         info = tabular_info(config.evaluator.benchmark, config.dataset.name)
         return make_definition(space, choices, info.input_shape, info.num_classes)
-    data = load_dataset(config.dataset.name, data_root=config.dataset.data_root, seed=config.seed,
-                        val_fraction=config.dataset.val_fraction, test_fraction=config.dataset.test_fraction)
+    data = load_dataset(seed=config.seed, **trial_dataset_args(config))
     return make_definition(space, choices, data.input_shape, data.num_classes)
 
 

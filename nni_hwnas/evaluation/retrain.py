@@ -132,8 +132,8 @@ def retrain(results_dir: str | Path, pick: str, *, epochs: int = 30, output: str
 
     from nni_hwnas.experiment.config import RunConfig, apply_override, parse_config
     from nni_hwnas.experiment.output_dir import check_output_dir
-    from nni_hwnas.data.datasets import load_dataset, resolve_data_root
-    from nni_hwnas.experiment.trial_args import trial_training_args
+    from nni_hwnas.data.datasets import _medmnist_2d_flags, load_dataset, resolve_data_root
+    from nni_hwnas.experiment.trial_args import trial_dataset_args, trial_training_args
     from nni_hwnas.experiment.runinfo import run_record
     from nni_hwnas.hardware.timing import TimingSettings, measure_model_latency, torch_threads
     from nni_hwnas.evaluation.training import TrainSettings, predict_logits, accuracy, train_model
@@ -152,8 +152,7 @@ def retrain(results_dir: str | Path, pick: str, *, epochs: int = 30, output: str
         check_output_dir(Path(output), overwrite=overwrite)
     out_dir = Path(output) if output is not None else next_free_dir(run.directory / f"retrain-{trial['trial_id']}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(config.dataset.name, data_root=config.dataset.data_root, seed=config.seed,
-                        val_fraction=config.dataset.val_fraction, test_fraction=config.dataset.test_fraction)
+    data = load_dataset(seed=config.seed, **trial_dataset_args(config))
     settings = TrainSettings(**{**trial_training_args(config), "epochs": epochs, "train_subset": None})
     torch.manual_seed(seed)
     network = build_network(definition.describe(sample))
@@ -171,7 +170,7 @@ def retrain(results_dir: str | Path, pick: str, *, epochs: int = 30, output: str
         "search_accuracy": trial.get("accuracy"),
         "latency_reported_ms": trial.get("latency_ms"),
     }
-    if config.dataset.name not in ("digits", "cifar10"):
+    if config.dataset.name in _medmnist_2d_flags():  # medmnist's own AUC/ACC evaluator
         probs = torch.sigmoid(logits) if data.is_multilabel else torch.softmax(logits, dim=1)
         scores = medmnist_scores(config.dataset.name, str(resolve_data_root(config.dataset.data_root)), probs.numpy())
         if scores:

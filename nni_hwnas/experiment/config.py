@@ -25,14 +25,29 @@ def _bounded(default: Any, *, low: float | None = None, high: float | None = Non
 
 
 @dataclass
+class AugmentConfig:
+    """Per-dataset augmentation; a key left out keeps the dataset's default."""
+
+    flip: bool | None = None
+    crop_padding: int | None = _bounded(None, low=0, high=64)
+
+
+@dataclass
 class DatasetConfig:
-    """Which data, from where. ``data_root`` holds the MedMNIST ``.npz`` / CIFAR-10 folder."""
+    """Which data, from where. ``data_root`` holds the MedMNIST ``.npz`` / CIFAR-10 / idx files;
+    ``path`` is the folder (``name: folder``) or file (``name: npz``), ``keys`` the npz key map,
+    ``image_size`` ([H, W]) resizes a folder's images instead of refusing mixed sizes."""
 
     name: str = "digits"
     data_root: str | None = None
     download: bool = False
     val_fraction: float = _bounded(0.2, low=0.01, high=0.9)
     test_fraction: float = _bounded(0.2, low=0.01, high=0.9)
+    path: str | None = None
+    keys: dict = field(default_factory=dict)
+    image_size: list | None = None
+    cache: bool = True
+    augment: AugmentConfig | None = None
 
 
 @dataclass
@@ -78,6 +93,11 @@ class EvaluatorConfig:
     lr_schedule: str = _bounded("cosine", choices=("cosine", "step", "constant"))
     train_subset: int | None = _bounded(None, low=1)
     augment: bool = True
+    warmup_epochs: float = _bounded(0.0, low=0.0, high=100.0)
+    grad_clip_norm: float | None = _bounded(None, low=1e-6)
+    label_smoothing: float = _bounded(0.0, low=0.0, high=0.5)
+    precision: str = _bounded("fp32", choices=("fp32", "bf16"))
+    weight_init: str = _bounded("default", choices=("default", "kaiming"))
     threads: int = _bounded(1, low=1, high=256)
     latency_repeats: int = _bounded(30, low=1, high=10000)
     default_metric: str = _bounded("accuracy", choices=("accuracy", "mnas_reward"))
@@ -227,6 +247,7 @@ def parse_config(data: Mapping[str, Any] | None, base_dir: Path | None = None) -
         return str((base / Path(value).expanduser()).resolve())
 
     config.dataset.data_root = resolve(config.dataset.data_root)
+    config.dataset.path = resolve(config.dataset.path)
     config.experiment.working_directory = resolve(config.experiment.working_directory)
     config.space.preset = resolve(config.space.preset, only_files=True)
     config.evaluator.reference_checkpoint = resolve(config.evaluator.reference_checkpoint)

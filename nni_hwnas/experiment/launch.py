@@ -9,6 +9,7 @@ experiment stops.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -69,6 +70,7 @@ class PreparedSearch:
     dataset_source: str
     device: Any = None  # DeviceProfile with the experiment's budgets, or None (measure here)
     predictor: Any = None  # LatencyPredictor for the space on the device, or None
+    dataset_summary: str = ""  # what was found and applied (channels, size, classes, normalisation, augment)
 
     def budget_for(self, metric: str) -> float | None:
         return None if self.device is None else self.device.budgets.limits().get(metric)
@@ -79,6 +81,7 @@ def prepare(config: RunConfig) -> PreparedSearch:
     from search_spaces import make_definition
 
     from nni_hwnas.data.datasets import load_dataset
+    from nni_hwnas.evaluation.training import check_precision
     from nni_hwnas.experiment.strategy_registry import strategy_names
 
     if config.strategy.name not in strategy_names():
@@ -88,16 +91,16 @@ def prepare(config: RunConfig) -> PreparedSearch:
     space_name, choices = resolve_space(config)
     trial_objective_args(config)
     multi_fidelity_rule(config)
+    check_precision(config.evaluator.precision)
     if config.evaluator.kind == "tabular":
         return prepare_tabular(config, space_name, choices)
-    data = load_dataset(config.dataset.name, data_root=config.dataset.data_root, seed=config.seed,
-                        download=config.dataset.download, val_fraction=config.dataset.val_fraction,
-                        test_fraction=config.dataset.test_fraction)
+    data = load_dataset(seed=config.seed, **{**trial_dataset_args(config), "download": config.dataset.download})
     definition = make_definition(space_name, choices, data.input_shape, data.num_classes)
     training_service(config)  # a bad machine list fails before any profiling
     device, predictor = prepare_hardware(config, definition)
     return PreparedSearch(config, space_name, {k: list(v) for k, v in definition.choices.items()},
-                          definition, tuple(data.input_shape), data.num_classes, data.source, device, predictor)
+                          definition, tuple(data.input_shape), data.num_classes, data.source, device, predictor,
+                          data.describe())
 
 
 def prepare_tabular(config: RunConfig, space_name: str, choices: dict) -> PreparedSearch:
@@ -453,6 +456,7 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
     echo(f"nni-hwnas: {verb} {experiment.id}: {config.strategy.name} over {prepared.space_name} "
          f"({prepared.definition.size()} label combinations) on {config.dataset.name}, "
          f"{config.experiment.max_trials} trials, {config.experiment.concurrency} at a time")
+    echo(f"nni-hwnas: {prepared.dataset_summary}")
     echo(f"nni-hwnas: web UI at http://127.0.0.1:{port} (NNI listens on all interfaces; "
          f"firewall the port on shared networks)")
     started = time.time()
@@ -483,7 +487,8 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
         info = run_record(config.seed, config.to_dict(), experiment_id=experiment.id, port=port,
                           resumed=bool(resume), space=prepared.space_name, space_choices=prepared.choices,
                           input_shape=list(prepared.input_shape), num_classes=prepared.num_classes,
-                          dataset_source=prepared.dataset_source, hardware=hardware_record(prepared),
+                          dataset_source=prepared.dataset_source, dataset_summary=prepared.dataset_summary,
+                          hardware=hardware_record(prepared),
                           experiment_directory=str(exp_dir), settings=settings.get("number"),
                           wall_seconds=time.time() - started, interrupted=interrupted)
         current = [r for r in rows if r["settings"] == settings.get("number", 0)]

@@ -6,6 +6,7 @@ Kept apart from :mod:`nni_hwnas.experiment.launch` so a trial process (the nnict
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from nni_hwnas.errors import UserError
@@ -31,9 +32,10 @@ def trial_dataset_args(config: RunConfig) -> dict[str, Any]:
     """Dataset arguments a trial process loads with: the absolute folder the driver checked."""
     from nni_hwnas.data.datasets import resolve_data_root
 
-    return {"name": config.dataset.name, "data_root": str(resolve_data_root(config.dataset.data_root)),
-            "download": False, "val_fraction": config.dataset.val_fraction,
-            "test_fraction": config.dataset.test_fraction}
+    d = config.dataset
+    return {"name": d.name, "data_root": str(resolve_data_root(d.data_root)), "download": False,
+            "val_fraction": d.val_fraction, "test_fraction": d.test_fraction, "path": d.path, "keys": d.keys,
+            "image_size": d.image_size, "cache": d.cache, "augment": dataclasses.asdict(d.augment) if d.augment else None}
 
 
 def trial_training_args(config: RunConfig) -> dict[str, Any]:
@@ -41,7 +43,9 @@ def trial_training_args(config: RunConfig) -> dict[str, Any]:
     ev = config.evaluator
     return {"epochs": ev.epochs, "batch_size": ev.batch_size, "learning_rate": ev.learning_rate,
             "momentum": ev.momentum, "weight_decay": ev.weight_decay, "lr_schedule": ev.lr_schedule,
-            "train_subset": ev.train_subset, "augment": ev.augment}
+            "train_subset": ev.train_subset, "augment": ev.augment, "warmup_epochs": ev.warmup_epochs,
+            "grad_clip_norm": ev.grad_clip_norm, "label_smoothing": ev.label_smoothing, "precision": ev.precision,
+            "weight_init": ev.weight_init}
 
 
 def trial_hardware_args(config: RunConfig, table: str | None = None) -> dict[str, Any] | None:

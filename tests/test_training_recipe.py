@@ -1,0 +1,94 @@
+"""The training recipe: warm-up and schedules, gradient clipping, label smoothing, bf16 autocast."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from nni_hwnas.data.datasets import load_dataset
+from nni_hwnas.errors import UserError
+from nni_hwnas.evaluation import training
+from nni_hwnas.evaluation.training import TrainSettings, cpu_supports_bf16, lr_factor, train_model
+from nni_hwnas.hardware.timing import torch_threads
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two OpenMP threads can run 20x slower."""
+    with torch_threads(1):
+        yield
+
+
+def test_lr_factor_warms_up_then_follows_the_schedule():
+    assert [lr_factor("cosine", s, 100, 4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor("cosine", 4, 100, 4) == 1.0
+    assert math.isclose(lr_factor("cosine", 52, 100, 4), 0.5)  # half-way through the 96 steps after warm-up
+    assert lr_factor("cosine", 100, 100, 4) == pytest.approx(0.0)
+    assert [lr_factor("step", s, 100) for s in (0, 49, 50, 75)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
+    assert lr_factor("constant", 7, 10, 0) == 1.0
+    with pytest.raises(ValueError, match="unknown lr schedule"):
+        lr_factor("linear", 0, 10)
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def _one_step_change(**settings) -> float:
+    """Norm of the parameter change after one full-batch SGD step (no momentum, no decay)."""
+    data = load_dataset("digits", seed=0)
+    model = _mlp()
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    n = len(data.train_y)
+    result = train_model(model, data, TrainSettings(epochs=1, batch_size=n, momentum=0.0, weight_decay=0.0,
+                                                    augment=False, lr_schedule="constant", **settings), seed=0)
+    assert result.images_per_second > 0
+    return float((torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm())
+
+
+def test_gradient_clipping_and_warmup_bound_the_first_step():
+    """A step is at most lr x clip norm (x the warm-up factor): a huge first gradient cannot wreck the net."""
+    plain = _one_step_change(learning_rate=10.0)
+    clipped = _one_step_change(learning_rate=10.0, grad_clip_norm=0.5)
+    warm = _one_step_change(learning_rate=10.0, grad_clip_norm=0.5, warmup_epochs=4.0)  # first step at 1/4
+    assert clipped == pytest.approx(5.0, rel=1e-4) and plain > 5.0
+    assert warm == pytest.approx(1.25, rel=1e-4)
+
+
+def test_label_smoothing_reaches_the_loss():
+    data = load_dataset("digits", seed=0)
+    a = train_model(_mlp(), data, TrainSettings(epochs=1), seed=0)
+    b = train_model(_mlp(), data, TrainSettings(epochs=1, label_smoothing=0.2), seed=0)
+    assert b.train_loss[0] > a.train_loss[0]  # smoothed targets keep the loss above the plain one
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no AVX512-BF16 or AMX-BF16")
+def test_bf16_autocast_trains_and_reports():
+    data = load_dataset("digits", seed=0)
+    fp32 = train_model(_mlp(), data, TrainSettings(epochs=3), seed=0)
+    bf16 = train_model(_mlp(), data, TrainSettings(epochs=3, precision="bf16"), seed=0)
+    assert bf16.images_per_second > 0 and bf16.final_accuracy > 0.5  # chance is 0.1
+    assert abs(bf16.final_accuracy - fp32.final_accuracy) < 0.05
+    assert bf16.train_loss != fp32.train_loss  # it really ran in another precision
+
+
+def test_bf16_refused_with_one_line_where_the_cpu_lacks_it(monkeypatch):
+    monkeypatch.setattr(training, "cpu_supports_bf16", lambda: False)
+    with pytest.raises(UserError, match="needs a CPU with AVX512-BF16 or AMX-BF16 .* use precision: fp32"):
+        train_model(_mlp(), load_dataset("digits", seed=0), TrainSettings(precision="bf16"), seed=0)
+
+
+def test_kaiming_init_is_seeded_and_keeps_relu_signal():
+    from nni_hwnas.evaluation.training import kaiming_init
+
+    a, b = nn.Conv2d(32, 64, 5), nn.Conv2d(32, 64, 5)
+    kaiming_init(a, seed=3)
+    kaiming_init(b, seed=3)
+    assert torch.equal(a.weight, b.weight) and not a.bias.any()
+    assert float(a.weight.std()) == pytest.approx(math.sqrt(2.0 / (32 * 25)), rel=0.05)  # torch default: ~1/3 of it
+    with pytest.raises(UserError, match="weight_init must be default or kaiming"):
+        train_model(_mlp(), load_dataset("digits", seed=0), TrainSettings(weight_init="xavier"), seed=0)
