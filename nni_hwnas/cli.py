@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --resume: accept a config that changes what a trial means (epochs, budgets, data); "
                              "each trial is labelled with its settings and the front uses the new ones only")
     search.add_argument("--no-dashboard", action="store_true", help="don't start the multi-objective dashboard")
-    search.add_argument("--dashboard-port", type=int, default=None, help="dashboard port (default: web UI port + 1)")
+    search.add_argument("--dashboard-port", type=int, default=None, help="dashboard port (default: a free port, printed)")
     search.add_argument("--dashboard-host", default="127.0.0.1", help="dashboard bind address (default 127.0.0.1)")
     search.set_defaults(func=_search)
 

@@ -21,7 +21,7 @@ from nni_hwnas.dashboard.browser import HeadlessPage, chromium_path
 from nni_hwnas.dashboard.server import DashboardServer
 from nni_hwnas.dashboard.snapshot import ExperimentData, build_snapshot
 from nni_hwnas.dashboard.sources import DatabaseSource, LiveSource, resolve_source, results_dir_data
-from nni_hwnas.reporting.results import write_results
+from nni_hwnas.dashboard.export import write_results_with_dashboard
 
 SCRIPT = Path(sys.executable).with_name("nni-hwnas")
 FINISHED = "window.dashboard.snapshot.experiments[0].trials.filter(t => t.status === 'SUCCEEDED').length"
@@ -40,7 +40,7 @@ def hand_rows() -> list[dict]:
 
 
 def test_snapshot_front_and_hypervolume_match_results_files(tmp_path):
-    write_results(tmp_path, hand_rows(), {"seed": 0, "hardware": {"budgets": {"latency_ms": 0.3}}})
+    write_results_with_dashboard(tmp_path, hand_rows(), {"seed": 0, "hardware": {"budgets": {"latency_ms": 0.3}}})
     data = results_dir_data(tmp_path)
     assert data.budgets == {"latency_ms": 0.3} and data.objectives == ("accuracy", "latency_ms")
     hv_file = json.loads((tmp_path / "hypervolume.json").read_text())
@@ -115,7 +115,7 @@ def _one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
 
 
 def test_dashboard_cli_port_in_use_and_unknown_id_fail_in_one_line(tmp_path, nni_home):
-    write_results(tmp_path / "res", hand_rows(), {"seed": 0})
+    write_results_with_dashboard(tmp_path / "res", hand_rows(), {"seed": 0})
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -181,7 +181,7 @@ def test_static_report_dashboard_overlays_runs_sorts_filters_and_exports(tmp_pat
         assert page.js(rows) == ["d2"]  # within_budget as the trials reported it
         # A results dir's page draws its budget; on a log axis the label must not stretch the range
         # (Plotly wants log10 units for annotations there). The largest cost is 0.5 ms: log10 < 0.
-        write_results(tmp_path / "res", hand_rows(), {"seed": 0, "hardware": {"budgets": {"latency_ms": 0.3}}})
+        write_results_with_dashboard(tmp_path / "res", hand_rows(), {"seed": 0, "hardware": {"budgets": {"latency_ms": 0.3}}})
         page.goto((tmp_path / "res" / "dashboard.html").as_uri())
         page.wait_for("window.dashboard && window.dashboard.renders > 0")
         page.js("const l = document.getElementById('log-x'); l.checked = true; l.dispatchEvent(new Event('change')); true")

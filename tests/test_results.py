@@ -62,7 +62,7 @@ def test_write_results_files(tmp_path):
     rows = trial_rows(assemble_trials(jobs, [_final("A", 0, {"default": 0.5, "accuracy": 0.5, "latency_ms": 0.1})]))
     paths = write_results(tmp_path, rows, {"seed": 3})
     assert {p.name for p in tmp_path.iterdir()} == {"trials.csv", "trials.json", "pareto.json", "pareto.png", "run.json",
-                                             "hypervolume.csv", "hypervolume.json", "hypervolume.png", "dashboard.html"}
+                                             "hypervolume.csv", "hypervolume.json", "hypervolume.png"}
     with paths["trials.csv"].open() as handle:
         table = list(csv.DictReader(handle))
     assert table[0]["arch.depth"] == "1" and table[0]["accuracy"] == "0.5"

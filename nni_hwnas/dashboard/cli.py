@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 from typing import Callable
 
@@ -36,19 +37,15 @@ def run_dashboard(sources: list[str], *, host: str = "127.0.0.1", port: int = DE
 
 def search_dashboard(nni_port: int, label: str, objectives: tuple[str, ...], budgets: dict[str, float], *,
                      port: int | None = None, host: str = "127.0.0.1"):
-    """The live dashboard ``search`` starts beside NNI's web UI (NNI port + 1 unless ``port`` is given)."""
-    from nni_hwnas.dashboard.server import DashboardServer, check_port_free
+    """The live dashboard ``search`` starts beside NNI's web UI (a free port unless ``port`` is given)."""
+    from nni_hwnas.dashboard.server import DashboardServer
     from nni_hwnas.dashboard.sources import LiveSource
-    from nni_hwnas.errors import UserError
 
     if port is None:
-        port = nni_port + 1
-        try:
-            check_port_free(host, port)
-        except UserError:  # the default is only a convenience: take any free port instead
-            from nni_hwnas.experiment.launch import free_port
-
-            port = free_port()
+        # Not NNI's port + 1: NNI's remote training service listens there itself.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
     source = LiveSource(nni_port, label=label, objectives=objectives, budgets=budgets)
     return DashboardServer([source], host=host, port=port, title=f"nni-hwnas dashboard: {label}").start()
 

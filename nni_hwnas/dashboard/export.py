@@ -13,6 +13,17 @@ from nni_hwnas.dashboard.page import write_static_dashboard
 from nni_hwnas.dashboard.snapshot import ExperimentData, build_snapshot
 from nni_hwnas.dashboard.sources import objectives_of, results_dir_data
 from nni_hwnas.reporting.hypervolume_trace import HvReference
+from nni_hwnas.reporting.results import write_results
+
+
+def write_results_with_dashboard(out_dir: Path, rows: Sequence[Mapping[str, Any]], run_info: Mapping[str, Any],
+                                  **kwargs: Any) -> dict[str, Path]:
+    """:func:`~nni_hwnas.reporting.results.write_results`, plus the same views offline in
+    ``dashboard.html`` (file://). Kept here, not in ``reporting``, so reporting never imports the
+    dashboard that reads it."""
+    paths = write_results(out_dir, rows, run_info, **kwargs)
+    paths["dashboard.html"] = write_results_dashboard(out_dir, kwargs.get("reference"), kwargs.get("title", ""))
+    return paths
 
 
 def write_results_dashboard(out_dir: Path, reference: HvReference | None = None, title: str = "") -> Path:

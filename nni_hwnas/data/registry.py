@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from nni_hwnas.data.augment import AugmentSpec
 from nni_hwnas.errors import UserError, unknown
@@ -72,10 +72,18 @@ def register_dataset(entry: DatasetEntry) -> None:
     _REGISTERED[entry.name] = entry
 
 
-def _builtin_entries() -> dict[str, DatasetEntry]:
-    from nni_hwnas.data import builtin
+_BUILTIN_SOURCES: list = []  # callables giving the built-in entries; nni_hwnas.data adds builtin.entries
 
-    return {e.name: e for e in builtin.entries()}
+
+def provide_builtin(entries: Callable[[], Iterable[DatasetEntry]]) -> None:
+    """Declare where built-in entries come from: the package does this for :mod:`nni_hwnas.data.builtin`,
+    so the registry never imports the loaders that import it (no import cycle)."""
+    if entries not in _BUILTIN_SOURCES:
+        _BUILTIN_SOURCES.append(entries)
+
+
+def _builtin_entries() -> dict[str, DatasetEntry]:
+    return {e.name: e for source in _BUILTIN_SOURCES for e in source()}
 
 
 def _plugin_entries() -> dict[str, DatasetEntry]:

@@ -30,7 +30,8 @@ from nni_hwnas.experiment.nni_rest import NniRestClient
 from nni_hwnas.experiment.output_dir import check_output_dir
 from nni_hwnas.nni_compat.rest import TERMINAL_STATUSES
 from nni_hwnas.reporting.hypervolume_trace import default_reference
-from nni_hwnas.reporting.results import trial_rows, write_json, write_results
+from nni_hwnas.dashboard.export import write_results_with_dashboard
+from nni_hwnas.reporting.results import trial_rows, write_json
 from nni_hwnas.experiment.runinfo import run_record
 from nni_hwnas.experiment.trial_args import (resolve_space, trial_dataset_args, trial_hardware_args,
                                               trial_objective_args, trial_training_args)
@@ -493,7 +494,7 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
                           wall_seconds=time.time() - started, interrupted=interrupted)
         current = [r for r in rows if r["settings"] == settings.get("number", 0)]
         reference = default_reference([current], objectives[0], objectives[1], prepared.budget_for(objectives[1]))
-        paths = write_results(out_dir, rows, info, objectives=objectives, reference=reference,
+        paths = write_results_with_dashboard(out_dir, rows, info, objectives=objectives, reference=reference,
                               title=f"{config.strategy.name} on {config.dataset.name} ({prepared.space_name})",
                               current_settings=settings.get("number", 0))
         if config.evaluator.kind == "proxy" and config.evaluator.then_train_top_k and not interrupted:

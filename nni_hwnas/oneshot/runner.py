@@ -55,7 +55,8 @@ def run_weight_sharing(config: RunConfig, output: str | Path | None = None,
     from nni_hwnas.experiment.launch import prepare_hardware, resolve_space, seed_everything
     from nni_hwnas.experiment.runinfo import run_record
     from nni_hwnas.reporting.hypervolume_trace import default_reference
-    from nni_hwnas.reporting.results import write_json, write_results
+    from nni_hwnas.dashboard.export import write_results_with_dashboard
+    from nni_hwnas.reporting.results import write_json
 
     from .expected_latency import ExpectedLatency
     from .supernet import SuperNet
@@ -103,7 +104,7 @@ def run_weight_sharing(config: RunConfig, output: str | Path | None = None,
                       evaluator="supernet", supernet=record, wall_seconds=time.time() - started, **extra)
     budget = device.budgets.limits().get("latency_ms")
     reference = default_reference([rows], OBJECTIVES[0], OBJECTIVES[1], budget)
-    write_results(out_dir, rows, info, objectives=OBJECTIVES, reference=reference,
+    write_results_with_dashboard(out_dir, rows, info, objectives=OBJECTIVES, reference=reference,
                   title=f"{name} on a super-network, {config.dataset.name} ({space_name})")
     if ev.then_train_top_k:
         trained = _then_train(config, definition, rows, name, echo)
@@ -112,7 +113,7 @@ def run_weight_sharing(config: RunConfig, output: str | Path | None = None,
         retrained_rows = [{**by_id[t["trial_id"]], "supernet_accuracy": t["supernet_accuracy"],
                            "accuracy": t["trained_accuracy"], "default": t["trained_accuracy"],
                            "train_seconds": t["train_seconds"]} for t in trained]
-        write_results(out_dir / "retrained", retrained_rows, {**info, "retrained_from": str(out_dir)},
+        write_results_with_dashboard(out_dir / "retrained", retrained_rows, {**info, "retrained_from": str(out_dir)},
                       objectives=OBJECTIVES, reference=reference,
                       title=f"{name}: front members retrained, {config.dataset.name} ({space_name})")
     echo(f"nni-hwnas: {len(rows)} architectures scored; results in {out_dir}")

@@ -167,12 +167,12 @@ def run_objectives(run: Mapping[str, Any]) -> tuple[str, ...]:
 
 def report_command(source: str, output: str | None, experiment_dirs: Sequence[Path] | None = None) -> Path:
     """``nni-hwnas report``: redraw the report (and, for an experiment id, the results files)."""
-    from nni_hwnas.reporting.results import write_results
+    from nni_hwnas.dashboard.export import write_results_with_dashboard
 
     label, rows, run = load_rows(source, experiment_dirs)
     out = Path(output) if output else (Path(source) if Path(source).is_dir() else Path("results") / str(source))
     if not (Path(source) / "trials.json").is_file():
-        write_results(out, rows, {"source": str(source), **run}, title=label, objectives=run_objectives(run))
+        write_results_with_dashboard(out, rows, {"source": str(source), **run}, title=label, objectives=run_objectives(run))
     elif (out / "pareto.json").is_file() and len(run_objectives(run)) > 2:  # redraw the 3-D front's plots
-        write_results(out, rows, run, title=label, objectives=run_objectives(run))
+        write_results_with_dashboard(out, rows, run, title=label, objectives=run_objectives(run))
     return write_report(out, {label: [rows]}, title=f"nni-hwnas report: {label}")

@@ -148,7 +148,4 @@ def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]], run_info: Ma
     plot_hypervolume({title or "search": [r["hypervolume"] for r in trace]}, paths["hypervolume.png"],
                      subtitle=reference.as_dict()["meaning"])
     write_json(paths["run.json"], dict(run_info))
-    from nni_hwnas.dashboard.export import write_results_dashboard  # the same views, offline, from file://
-
-    paths["dashboard.html"] = write_results_dashboard(out_dir, reference, title)
     return paths
