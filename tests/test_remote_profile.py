@@ -93,7 +93,7 @@ def test_remote_profile_equals_local_in_keys_and_is_close_in_values(device, tmp_
 
 def test_device_that_hangs_mid_profile_gives_one_line_and_resume_finishes(device, tmp_path):
     preset = tiny_preset(tmp_path)
-    args = [*remote_args(device, "hangdev", preset), "--warmup", "5", "--repeats", "300", "--min-repeats", "100",
+    args = [*remote_args(device, "hangdev", preset), "--warmup", "1000", "--repeats", "3000", "--min-repeats", "2000",
             "--max-seconds", "0.15", "--fit-models", "4", "--timeout", "4", "--quiet"]
     script = Path(sys.executable).with_name("nni-hwnas")
     proc = subprocess.Popen([str(script), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -102,10 +102,13 @@ def test_device_that_hangs_mid_profile_gives_one_line_and_resume_finishes(device
     try:
         first = proc.stdout.readline()  # printed once the device has answered its hello
         assert "wrote device profile" in first, first + proc.communicate()[1]
-        time.sleep(2)  # a few rows in
-        measuring = [p for p in device.session_processes() if "nni-hwnas measuring script" in " ".join(p.cmdline())
-                     and p.name().startswith("python")]
-        assert measuring
+        deadline = time.monotonic() + 60
+        while not measuring and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            measuring = [p for p in device.session_processes()
+                         if "nni-hwnas measuring script" in " ".join(p.cmdline()) and p.name().startswith("python")]
+        time.sleep(1.0)  # a few rows in (each row is thousands of runs: the profile lasts well over this)
+        assert measuring and proc.poll() is None, "the profile ended before the device could be made to hang"
         for process in measuring:
             os.kill(process.pid, signal.SIGSTOP)  # the device hangs: no answer, no EOF
         out, err = proc.communicate(timeout=60)
