@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import urllib.error
 from typing import Any, Mapping, Sequence
 
@@ -24,6 +23,7 @@ from nni.assessor import AssessResult, Assessor
 from nni.utils import ClassArgsValidator
 
 from nni_hwnas.errors import UserError
+from nni_hwnas.experiment.background import BackgroundLoop
 
 from .multi_fidelity import MoAsha, default_rungs
 
@@ -90,7 +90,7 @@ class MoAshaClassArgsValidator(ClassArgsValidator):
             raise ValueError(f"{ASSESSOR_NAME} classArgs: {exc}") from None
 
 
-class RestEarlyStopper:
+class RestEarlyStopper(BackgroundLoop):
     """MO-ASHA for a running ``NasExperiment``: polls intermediate reports, kills the trials it stops.
 
     Use as a context manager around the experiment's run. ``client`` is an
@@ -98,19 +98,10 @@ class RestEarlyStopper:
     """
 
     def __init__(self, rule: MoAsha, client: Any, poll_interval_s: float = 0.5) -> None:
+        super().__init__("mo-asha")
         self.rule, self.client, self.poll_interval_s = rule, client, float(poll_interval_s)
         self.killed: dict[str, int] = {}  # trial id -> epochs it had reported when stopped
         self._seen: dict[str, int] = {}  # trial id -> intermediate reports already judged
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="mo-asha", daemon=True)
-
-    def __enter__(self) -> "RestEarlyStopper":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_interval_s):

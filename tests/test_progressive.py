@@ -16,13 +16,13 @@ LABELS = {"op": ("a", "b", "c", "d", "e"), "width": (1, 2, 3, 4, 5), "attn": ("n
 STAGES = [["a", "b", "none"], ["c", "d"], ["e", "x"]]
 
 
-def fake_metrics(sample: dict) -> dict:
+def toy_metrics(sample: dict) -> dict:
     """A toy trade-off: later-stage values score higher and cost more."""
     rank = {"a": 0, "b": 1, "c": 2, "d": 3, "e": 4}[sample["op"]] + (sample["attn"] == "x")
     return {"default": 0.5 + 0.08 * rank + 0.01 * sample["width"], "latency_ms": 1.0 + rank + sample["width"]}
 
 
-def run(evo: HwEvolution, n: int, metrics=fake_metrics) -> list[tuple[int, dict]]:
+def run(evo: HwEvolution, n: int, metrics=toy_metrics) -> list[tuple[int, dict]]:
     seen = []
     for _ in range(n):
         sample = evo.ask()

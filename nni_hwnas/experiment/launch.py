@@ -9,13 +9,11 @@ experiment stops.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import random
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 from nni_hwnas.experiment.config import RunConfig
 from nni_hwnas.errors import UserError
 from nni_hwnas.experiment import manager_guard, run_settings
+from nni_hwnas.experiment.background import BackgroundLoop
 from nni_hwnas.experiment.nni_rest import NniRestClient
 from nni_hwnas.experiment.output_dir import check_output_dir
 from nni_hwnas.nni_compat.rest import TERMINAL_STATUSES
@@ -254,21 +253,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class ProgressMonitor:
+class ProgressMonitor(BackgroundLoop):
     """A tqdm bar fed from the REST API in a background thread: finished trials, best score."""
 
     def __init__(self, client: NniRestClient, total: int, interval_s: float = 2.0) -> None:
+        super().__init__("progress")
         self.client, self.total, self.interval_s = client, total, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> "ProgressMonitor":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def _loop(self) -> None:
         from tqdm import tqdm
