@@ -1,6 +1,8 @@
 """``staged_net``: EfficientNAS's staged operator space (seed 001).
 
-A conv 3x3 stem (with a 2x2 max-pool on inputs of 16x16 and more), then ``stages`` resolution
+A conv 3x3 stem (with a 2x2 max-pool on inputs of 16x16 and more while ``stem_pool`` is true, the
+default: CPU-sized blocks; ``stem_pool: [false]`` keeps 32x32 inputs at full resolution in the first
+stage, as CIFAR ResNets do, for about 4x the MACs), then ``stages`` resolution
 stages of ``blocks`` searchable blocks each, then global average pooling and a linear classifier.
 Stage ``s`` is ``base_filters * 2**s`` channels wide; each block picks
 
@@ -12,12 +14,13 @@ Stage ``s`` is ``base_filters * 2**s`` channels wide; each block picks
 Convolutional blocks whose input and output widths match are residual (``x + f(x)``); pools
 and skips change the width with a 1x1 projection. The last block of every stage but the last
 halves the map (2x2 max-pool, skipped at 1x1 as everywhere, see
-:func:`~search_spaces.layers.should_pool`). Labels: ``stages``, ``blocks``,
+:func:`~search_spaces.layers.should_pool`). Labels: ``stages``, ``blocks``, ``stem_filters``, ``stem_pool``, ``base_filters``,
 ``s{stage}_b{block}_op``, ``s{stage}_b{block}_width``, ``s{stage}_b{block}_attn``, ``dropout``.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Iterator, Mapping
 
 from .definition import ChoiceRule, SpaceDefinition
@@ -52,6 +55,7 @@ class StagedNetDefinition(SpaceDefinition):
         "stages": ChoiceRule(int, 1, 4),
         "blocks": ChoiceRule(int, 1, 6),
         "stem_filters": ChoiceRule(int, 1, 512),
+        "stem_pool": ChoiceRule(bool),
         "base_filters": ChoiceRule(int, 1, 512),
         "op": ChoiceRule(str, allowed=tuple(BLOCK_OPS)),
         "width": ChoiceRule(float, 0.125, 4.0),
@@ -62,6 +66,7 @@ class StagedNetDefinition(SpaceDefinition):
         "stages": [2],
         "blocks": [2],
         "stem_filters": [16],
+        "stem_pool": [True],
         "base_filters": [16],
         "op": list(BLOCK_OPS),
         "width": [0.5, 1.0],
@@ -73,7 +78,7 @@ class StagedNetDefinition(SpaceDefinition):
 
     def labels(self) -> dict[str, tuple]:
         labels: dict[str, tuple] = {key: self.choices[key] for key in ("stages", "blocks", "stem_filters",
-                                                                         "base_filters")}
+                                                                         "stem_pool", "base_filters")}
         for stage in range(max(self.choices["stages"])):
             for block in range(max(self.choices["blocks"])):
                 prefix = block_prefix(stage, block)
@@ -86,12 +91,12 @@ class StagedNetDefinition(SpaceDefinition):
     def active_labels(self, sample: Mapping[str, Any]) -> list[str]:
         blocks = [f"{block_prefix(s, b)}_{part}" for s in range(sample["stages"]) for b in range(sample["blocks"])
                   for part in ("op", "width", "attn")]
-        return ["stages", "blocks", "stem_filters", "base_filters", *blocks, "dropout"]
+        return ["stages", "blocks", "stem_filters", "stem_pool", "base_filters", *blocks, "dropout"]
 
-    def _stem(self, stem_filters: int) -> LayerSpec:
+    def _stem(self, stem_filters: int, stem_pool: bool) -> LayerSpec:
         channels, hw, _ = self.input_shape
         return LayerSpec("conv", channels, stem_filters, in_hw=hw, kernel=3, batch_norm=True, relu=True,
-                         pool=hw >= STEM_POOL_MIN_HW)
+                         pool=stem_pool and hw >= STEM_POOL_MIN_HW)
 
     def stage_width(self, base_filters: int, stage: int, multiplier: float) -> int:
         return max(1, round(base_filters * 2 ** stage * multiplier))
@@ -112,7 +117,7 @@ class StagedNetDefinition(SpaceDefinition):
 
     def describe(self, sample: Mapping[str, Any]) -> list[LayerSpec]:
         full = self.complete(sample)
-        stem = self._stem(full["stem_filters"])
+        stem = self._stem(full["stem_filters"], full["stem_pool"])
         specs = [stem]
         channels, hw = stem.out_ch, stem.out_hw
         for stage, block, downsample in self._positions(full["stages"], full["blocks"]):
@@ -130,8 +135,8 @@ class StagedNetDefinition(SpaceDefinition):
         """Every distinct block, position by position: a block's input widths are the previous
         position's output widths (dropout 0)."""
         seen: dict[LayerSpec, None] = {}
-        for stem_filters in self.choices["stem_filters"]:
-            stem = self._stem(stem_filters)
+        for stem_filters, stem_pool in itertools.product(self.choices["stem_filters"], self.choices["stem_pool"]):
+            stem = self._stem(stem_filters, stem_pool)
             seen.setdefault(stem)
             for stages in self.choices["stages"]:
                 for blocks in self.choices["blocks"]:
@@ -161,4 +166,6 @@ class StagedNetDefinition(SpaceDefinition):
                 smallest[label] = cheapest_op
             elif label.endswith("_attn"):
                 smallest[label] = lightest
+        if "stem_pool" in smallest:  # pooling after the stem is the cheaper value (bools sort False first)
+            smallest["stem_pool"] = True
         return [{**smallest, "stages": s, "blocks": b} for s in self.choices["stages"] for b in self.choices["blocks"]]

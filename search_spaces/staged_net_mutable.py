@@ -25,7 +25,7 @@ from .layers import Residual, build_layer
 from .ops import ATTENTIONS, NO_ATTENTION, operator
 from .staged_net import StagedNetDefinition, block_prefix
 
-FIXED_KINDS = ("stages", "blocks", "stem_filters", "base_filters", "width", "dropout")
+FIXED_KINDS = ("stages", "blocks", "stem_filters", "stem_pool", "base_filters", "width", "dropout")
 
 
 def _choice(candidates: dict[str, nn.Module], label: str) -> nn.Module:

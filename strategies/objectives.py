@@ -95,8 +95,9 @@ class ObjectiveConfig:
             raise UserError(f"objectives: `cost_metric` must be a lower-is-better metric "
                             f"({', '.join(n for n, s in METRICS.items() if not s.higher_is_better)}); "
                             f"got {self.cost_metric!r}{closest(self.cost_metric, METRICS)}")
-        if self.second_cost_metric not in METRICS or direction(self.second_cost_metric) \
-                or self.second_cost_metric == self.cost_metric:
+        # Checked where it is used: `cost_metric: params` alone must not clash with the unused default.
+        if "second_cost" in use and (self.second_cost_metric not in METRICS or direction(self.second_cost_metric)
+                                     or self.second_cost_metric == self.cost_metric):
             raise UserError(f"objectives: `second_cost_metric` must be a lower-is-better metric other than "
                             f"`cost_metric` ({self.cost_metric}); got {self.second_cost_metric!r}")
         if int(self.novelty_k) != self.novelty_k or self.novelty_k < 1:

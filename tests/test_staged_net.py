@@ -3,6 +3,7 @@ and costs what its formula says; the CNN spaces keep their parameter counts and 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -182,3 +183,19 @@ def test_staged_net_layer_choice_form_has_the_same_labels_and_networks():
         assert frozen(torch.randn(2, 1, 28, 28)).shape == (2, 3)
     with pytest.raises(UserError, match="needs one value for width"):
         StagedNetMutableSpace(load_preset("staged_net_s3")[1], (1, 8, 8), 3)
+
+
+def test_stem_pool_false_keeps_the_first_stage_at_full_resolution():
+    """``staged_net_cifar`` works at 32x32 in its first stage (as CIFAR ResNets do); the default stem pools."""
+    space, choices = load_preset("staged_net_cifar")
+    cifar = make_definition(space, choices, (3, 32, 32), 10)
+    pooled = make_definition(space, {**choices, "stem_pool": [True]}, (3, 32, 32), 10)
+    sample = cifar.random_sample(np.random.default_rng(0))
+    full, halved = cifar.describe(sample), pooled.describe(sample)
+    assert full[1].in_hw == 32 and halved[1].in_hw == 16
+    assert parameter_count(full) == parameter_count(halved)  # pooling changes MACs, not weights
+    assert sum(layer_macs(s) for s in full) > 3 * sum(layer_macs(s) for s in halved)
+    assert {dataclasses.replace(s, dropout=0.0) for s in full} <= set(cifar.enumerate_layers())  # table rows
+    assert cifar.complete(cifar.cheapest_candidates()[0])["stem_pool"] is False  # the one value there is
+    both = make_definition(space, {**choices, "stem_pool": [False, True]}, (3, 32, 32), 10)
+    assert all(c["stem_pool"] is True for c in both.cheapest_candidates())  # pooling is the cheaper stem

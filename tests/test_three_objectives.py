@@ -79,6 +79,8 @@ def test_hw_evolution_ranks_and_reports_a_3d_front():
 def test_second_cost_must_differ_from_the_cost():
     with pytest.raises(UserError, match="second_cost_metric"):
         ObjectiveConfig(use=("score", "cost", "second_cost"), second_cost_metric="latency_ms")
+    # Two objectives with `cost_metric: params` (the CIFAR-10 recipe) must not clash with the unused default.
+    assert ObjectiveConfig(cost_metric="params").second_cost_metric == "params"
 
 
 def test_results_with_three_objectives_write_matrix_parallel_plot_and_3d_hypervolume(tmp_path):

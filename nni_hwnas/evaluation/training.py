@@ -165,6 +165,11 @@ def train_model(model: nn.Module, data: DatasetSplits, settings: TrainSettings, 
         raise UserError(f"evaluator.weight_init must be default or kaiming, got {settings.weight_init!r}")
     generator = torch.Generator().manual_seed(seed)
     train_x, train_y = subset(data.train_x, data.train_y, settings.train_subset, seed)
+    # Channels-last convolutions train 1.2-1.35x faster on this CPU (bf16 and fp32, 1 thread, CIFAR-sized
+    # staged_net blocks; measured side by side); the model goes back to the default layout afterwards,
+    # so its latency is timed as the table's rows are.
+    layout = torch.channels_last if train_x.dim() == 4 else torch.contiguous_format
+    model.to(memory_format=layout)
     n = len(train_x)
     steps_per_epoch = max(1, math.ceil(n / settings.batch_size))
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=settings.momentum,
@@ -186,7 +191,7 @@ def train_model(model: nn.Module, data: DatasetSplits, settings: TrainSettings, 
             if settings.augment:
                 xb = augment_batch(xb, data.augment, generator)
             with autocast(settings.precision):
-                loss = criterion(model(xb), yb)
+                loss = criterion(model(xb.contiguous(memory_format=layout)), yb)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
@@ -202,6 +207,7 @@ def train_model(model: nn.Module, data: DatasetSplits, settings: TrainSettings, 
         result.train_loss.append(total_loss / n)
         if on_epoch is not None:
             on_epoch(epoch, val_acc)
+    model.to(memory_format=torch.contiguous_format)
     result.train_seconds = time.perf_counter() - start
     result.images_per_second = n * settings.epochs / max(step_seconds, 1e-9)
     return result
