@@ -95,6 +95,38 @@ def save(part: str, args: argparse.Namespace, rows: list[dict], text: str, **ext
     print(f"wrote {path}")
 
 
+def plot_protocol(path: Path = RESULTS / "cifar10_recipe_protocol.json") -> Path:
+    """The protocol's picture: every search trial by params and accuracy (front and the 300K line
+    marked), and the retrain's learning curve against its test accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    record = json.loads(path.read_text())
+    row, trials, front = record["rows"][0], record["trials"], record["front"]
+    fig, (search, curve) = plt.subplots(1, 2, figsize=(11, 4.2))
+    search.scatter([t["params"] for t in trials], [t["accuracy"] for t in trials], s=14, c="0.6", label="trial")
+    ordered = sorted(front, key=lambda t: t["params"])
+    search.plot([t["params"] for t in ordered], [t["accuracy"] for t in ordered], "o-", c="tab:red", label="front")
+    search.axvline(300_000, ls="--", c="k", lw=1, label="300K params")
+    search.set(xscale="log", xlabel="params", ylabel="search val accuracy (short fidelity)",
+               title=f"search: {len(trials)} trials, {row['search_seconds'] / 60:.0f} min")
+    search.legend(loc="lower right")
+    epochs = range(1, len(row["val_curve"]) + 1)
+    curve.plot(epochs, row["val_curve"], "o-", ms=3, label="val accuracy")
+    curve.axhline(row["test_accuracy"], c="tab:green", label=f"test accuracy {row['test_accuracy']:.4f}")
+    curve.axhline(0.85, ls="--", c="k", lw=1, label="target 0.85")
+    curve.set(xlabel="epoch", ylabel="accuracy", title=f"retrain: {row['retrain_seconds'] / 60:.0f} min")
+    curve.legend(loc="lower right")
+    fig.tight_layout()
+    out = path.with_suffix(".png")
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    print(f"wrote {out}")
+    return out
+
+
 def load(args):
     return load_dataset("folder", path=args.data, seed=args.seed, val_fraction=0.1)
 
@@ -196,12 +228,14 @@ def part_protocol(args) -> None:
         [[t["trial_id"], t["accuracy"], t["params"], round(t["latency_ms"], 3)] for t in front])
     save("protocol", args, [row], text, trials=[{k: t.get(k) for k in keep} for t in trials],
          front=[{k: t.get(k) for k in keep} for t in front])
+    plot_protocol()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the CIFAR-10 image folder (train/<class>/, test/<class>/)")
-    parser.add_argument("--part", choices=("stability", "precision", "protocol"), required=True)
+    parser.add_argument("--part", choices=("stability", "precision", "protocol", "plot"), required=True,
+                        help="plot: redraw the protocol's picture from its JSON")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--subset", type=int, default=4000, help="training images (stability, precision)")
@@ -218,7 +252,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8790)
     parser.add_argument("--output", default=str(REPO / "results" / "cifar10_recipe"))
     args = parser.parse_args()
-    {"stability": part_stability, "precision": part_precision, "protocol": part_protocol}[args.part](args)
+    {"stability": part_stability, "precision": part_precision, "protocol": part_protocol,
+     "plot": lambda _: plot_protocol()}[args.part](args)
 
 
 if __name__ == "__main__":
