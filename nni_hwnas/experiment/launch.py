@@ -9,6 +9,7 @@ experiment stops.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -97,9 +98,12 @@ def prepare(config: RunConfig) -> PreparedSearch:
     definition = make_definition(space_name, choices, data.input_shape, data.num_classes)
     training_service(config)  # a bad machine list fails before any profiling
     device, predictor = prepare_hardware(config, definition)
+    budgets = run_budgets(config, device)
+    if device is not None:  # one object: the device the driver checks with carries the run's budgets
+        device = dataclasses.replace(device, budgets=budgets)
     return PreparedSearch(config, space_name, {k: list(v) for k, v in definition.choices.items()},
                           definition, tuple(data.input_shape), data.num_classes, data.source, device, predictor,
-                          data.describe(), run_budgets(config, device))
+                          data.describe(), budgets)
 
 
 def prepare_tabular(config: RunConfig, space_name: str, choices: dict) -> PreparedSearch:
