@@ -403,6 +403,17 @@ def stop_plain_nni(tmp_path: Path, experiment_id: str) -> None:
                    text=True, timeout=120, env=dict(os.environ))
 
 
+def search_in_process_refused(tmp_path: Path, capsys, port: int) -> str:
+    """A cost-only search in this process (so NNI's internals can be raced) must end in exit 2 and
+    one error line, no traceback; returns that line."""
+    config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=2))
+    code = main(["search", "--config", str(config), "--port", str(port), "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("nni-hwnas: error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err[-3000:]
+    return errors[0]
+
+
 def test_search_on_the_port_of_a_plain_nni_experiment_is_refused_before_touching_it(tmp_path, nni_home):
     port = free_port()
     plain = start_plain_nni(tmp_path, port)
@@ -434,13 +445,8 @@ def test_plain_nni_experiment_taking_the_port_after_our_check_is_not_driven(tmp_
         return build(*args, **kwargs)
 
     monkeypatch.setattr(launch, "build_experiment", build_then_lose_the_port)
-    config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=2))
     try:
-        code = main(["search", "--config", str(config), "--port", str(port), "--output", str(tmp_path / "o")])
-        err = capsys.readouterr().err
-        assert code == 2, err[-3000:]
-        errors = [line for line in err.splitlines() if line.startswith("nni-hwnas: error:")]
-        assert len(errors) == 1 and f"port {port}" in errors[0] and "Traceback" not in err, err[-3000:]
+        assert f"port {port}" in search_in_process_refused(tmp_path, capsys, port)
         assert started and plain_state(port)[0] == started[0]
         assert plain_state(port)[1] in ("RUNNING", "TUNER_NO_MORE_TRIAL", "NO_MORE_TRIAL", "DONE")
         assert not (tmp_path / "o").exists()
@@ -465,13 +471,8 @@ def test_plain_nni_experiment_binding_between_nnis_idle_check_and_our_manager_ge
             started.append(start_plain_nni(tmp_path, port))
 
     monkeypatch.setattr(launcher, "_ensure_port_idle", check_then_lose_the_port)
-    config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=2))
     try:
-        code = main(["search", "--config", str(config), "--port", str(port), "--output", str(tmp_path / "o")])
-        err = capsys.readouterr().err
-        assert code == 2, err[-3000:]
-        errors = [line for line in err.splitlines() if line.startswith("nni-hwnas: error:")]
-        assert len(errors) == 1 and f"served by experiment '{started[0]}'" in errors[0], err[-3000:]
+        assert f"served by experiment '{started[0]}'" in search_in_process_refused(tmp_path, capsys, port)
         experiment = rest(port, "/experiment")
         assert experiment["id"] == started[0] and experiment["params"]["experimentName"] == "plain-nni"
         assert plain_state(port)[1] != "ERROR" and not (tmp_path / "o").exists()
