@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -68,17 +68,3 @@ def to_losses(rows: Sequence[Mapping[str, float]], objectives: Sequence[str]) ->
 def is_finite_metrics(metrics: Mapping[str, float]) -> bool:
     """True when every numeric value is finite (a NaN trial is a failed trial)."""
     return all(not (isinstance(v, float) and not math.isfinite(v)) for v in metrics.values())
-
-
-def within_budget(metrics: Mapping[str, Any], cost_metric: str | None = None, budget: float | None = None) -> bool:
-    """The one budget rule for fronts, hypervolumes and reports (strategy and results alike).
-
-    A trial's own ``within_budget`` (every budget of the run's ``Budgets``, checked in the trial
-    by ``Budgets.check``) decides; only a trial that does not report it (no profile) falls back
-    to ``cost_metric <= budget``, and with neither it is within.
-    """
-    if "within_budget" in metrics:
-        return metrics["within_budget"] == 1
-    if budget is not None and cost_metric is not None and cost_metric in metrics:
-        return float(metrics[cost_metric]) <= budget
-    return True

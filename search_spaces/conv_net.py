@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .definition import ChoiceRule, SpaceDefinition
+from .definition import DEPTH_RULE, DROPOUT_RULE, FILTERS_RULE, ChoiceRule, SpaceDefinition
 from .layers import LayerSpec, should_pool
 
 
 class ConvNetDefinition(SpaceDefinition):
     name = "conv_net"
     rules = {
-        "depth": ChoiceRule(int, 1, 8),
-        "filters": ChoiceRule(int, 1, 1024),
+        "depth": DEPTH_RULE,
+        "filters": FILTERS_RULE,
         "kernel": ChoiceRule(int, 1, 11, odd=True),
         "batch_norm": ChoiceRule(bool),
-        "dropout": ChoiceRule(float, 0.0, 0.95),
+        "dropout": DROPOUT_RULE,
     }
     defaults = {
         "depth": [1, 2, 3, 4, 5],

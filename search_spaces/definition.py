@@ -73,6 +73,12 @@ class ChoiceRule:
         return value
 
 
+# Bounds several spaces share, kept in one place: how deep, how wide, how much dropout.
+DEPTH_RULE = ChoiceRule(int, 1, 8)
+FILTERS_RULE = ChoiceRule(int, 1, 1024)
+DROPOUT_RULE = ChoiceRule(float, 0.0, 0.95)
+
+
 @dataclass(frozen=True)
 class SpaceDefinition(ABC):
     """Base for our spaces' pure descriptions. Subclasses set ``name``, ``rules`` and ``defaults``

@@ -21,15 +21,10 @@ OPS = tuple(OPERATORS)
 
 
 @dataclass(frozen=True)
-class LayerSpec:
-    """One executed block. Spatial sizes are square: ``in_hw`` is both height and width.
-
-    ``conv``: Conv2d(kernel, stride, same padding) -> optional BatchNorm -> optional ReLU -> optional
-    2x2 max-pool. ``linear``: optional flatten -> optional dropout (training only) -> Linear ->
-    optional ReLU. Other ops: see :data:`search_spaces.ops.OPERATORS`. A spatial block may add
-    ``attention`` (``se``, ``cbam``, ``eca``) on its output and a ``residual`` connection
-    (``x + attention(op(x))``, same shape in and out), both before the optional pool.
-    """
+class ExecutedBlock:
+    """What inference executes of one block: the fields a latency-table row is keyed by
+    (:class:`~nni_hwnas.hardware.latency_table.LayerKey`). :class:`LayerSpec` adds what only
+    training sees (``dropout``), so the table's key can never drift from the spec."""
 
     op: str
     in_ch: int
@@ -41,9 +36,22 @@ class LayerSpec:
     relu: bool = True
     pool: bool = False
     flatten: bool = False
-    dropout: float = 0.0
     attention: str = NO_ATTENTION
     residual: bool = False
+
+
+@dataclass(frozen=True)
+class LayerSpec(ExecutedBlock):
+    """One executed block. Spatial sizes are square: ``in_hw`` is both height and width.
+
+    ``conv``: Conv2d(kernel, stride, same padding) -> optional BatchNorm -> optional ReLU -> optional
+    2x2 max-pool. ``linear``: optional flatten -> optional dropout (training only) -> Linear ->
+    optional ReLU. Other ops: see :data:`search_spaces.ops.OPERATORS`. A spatial block may add
+    ``attention`` (``se``, ``cbam``, ``eca``) on its output and a ``residual`` connection
+    (``x + attention(op(x))``, same shape in and out), both before the optional pool.
+    """
+
+    dropout: float = 0.0
 
     @property
     def out_hw(self) -> int:

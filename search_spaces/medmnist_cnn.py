@@ -12,17 +12,17 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .definition import ChoiceRule, SpaceDefinition
+from .definition import DEPTH_RULE, DROPOUT_RULE, FILTERS_RULE, ChoiceRule, SpaceDefinition
 from .layers import LayerSpec, should_pool
 
 
 class MedmnistCnnDefinition(SpaceDefinition):
     name = "medmnist_cnn"
     rules = {
-        "depth": ChoiceRule(int, 1, 8),
-        "filters": ChoiceRule(int, 1, 1024),
+        "depth": DEPTH_RULE,
+        "filters": FILTERS_RULE,
         "hidden": ChoiceRule(int, 1, 8192),
-        "dropout": ChoiceRule(float, 0.0, 0.95),
+        "dropout": DROPOUT_RULE,
     }
     defaults = {
         "depth": [1, 2, 3, 4, 5],

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Iterator, Mapping
 
-from .definition import ChoiceRule, SpaceDefinition
+from .definition import DROPOUT_RULE, ChoiceRule, SpaceDefinition
 from .layers import LayerSpec, should_pool
 from .ops import NO_ATTENTION
 
@@ -60,7 +60,7 @@ class StagedNetDefinition(SpaceDefinition):
         "op": ChoiceRule(str, allowed=tuple(BLOCK_OPS)),
         "width": ChoiceRule(float, 0.125, 4.0),
         "attention": ChoiceRule(str, allowed=ATTENTION_NAMES),
-        "dropout": ChoiceRule(float, 0.0, 0.95),
+        "dropout": DROPOUT_RULE,
     }
     defaults = {
         "stages": [2],

@@ -36,7 +36,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from nni_hwnas.errors import UserError
-from nni_hwnas.metrics import to_losses, within_budget as within_budget_rule
+from nni_hwnas.budgets import Budgets
+from nni_hwnas.metrics import to_losses
 from nni_hwnas.reporting.pareto import pareto_front_indices
 
 from .objectives import LabelEncoder, ObjectiveConfig, loss_matrix
@@ -106,6 +107,8 @@ class HwEvolution:
         screen: sample -> predicted cost (in ``cost_metric`` units) or ``None`` when unknown, e.g.
             a latency predictor. Used only with a ``budget``.
         budget: Cost budget in ``cost_metric`` units: drives the penalty and screening.
+        budgets: The run's :class:`~nni_hwnas.budgets.Budgets` (its ``cost_metric`` limit is the
+            ``budget``; a different ``budget`` is refused); the front keeps what they admit.
         screen_slack: A child is screened out when predicted above ``budget * (1 + screen_slack)``.
             0.1 keeps near-budget children (the predictor errs by ~10%, and the penalty already
             weighs them) and rejects the ones far over.
@@ -136,7 +139,8 @@ class HwEvolution:
                  seed: int | None = None, identity: Callable[[Mapping[str, Any]], str] | None = None,
                  canonical: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
                  screen: Callable[[Mapping[str, Any]], float | None] | None = None,
-                 budget: float | None = None, screen_slack: float = 0.1, max_attempts: int = 200,
+                 budget: float | None = None, budgets: Budgets | None = None, screen_slack: float = 0.1,
+                 max_attempts: int = 200,
                  progressive: ProgressiveSchedule | Mapping[str, Any] | str | None = None,
                  surrogate_candidates: int = DEFAULT_SURROGATE_CANDIDATES,
                  active_mutation: bool = DEFAULT_ACTIVE_MUTATION) -> None:
@@ -163,7 +167,10 @@ class HwEvolution:
         self.mutation_prob = float(mutation_prob)
         self.crossover_prob = float(crossover_prob)
         self.objectives = ObjectiveConfig.create(objectives)
-        self.budget = None if budget is None else float(budget)
+        # One budgets object (the run's; ``budget`` adds or must equal its cost-metric limit): the
+        # penalty and screening read its cost-metric limit, the front its rule.
+        self.budgets = Budgets.of(budgets).with_limit(self.objectives.cost_metric, budget, "hw_evolution")
+        self.budget = self.budgets.limit(self.objectives.cost_metric)
         self.screen_slack = float(screen_slack)
         self.max_attempts = int(max_attempts)
         self.progressive = ProgressiveSchedule.create(progressive)
@@ -333,14 +340,14 @@ class HwEvolution:
     def pareto_front(self, within_budget: bool = True) -> list[dict[str, Any]]:
         """Non-dominated successful trials over score (up) and cost (down), cheapest first.
 
-        Over-budget trials (:func:`nni_hwnas.metrics.within_budget`, the rule the results use too)
-        are left out unless ``within_budget`` is False. Novelty and cost
+        Over-budget trials (:meth:`~nni_hwnas.budgets.Budgets.admits` of the run's budgets, the rule
+        the results use too) are left out unless ``within_budget`` is False. Novelty and cost
         diversity steer the search but are not qualities of an architecture: not used here.
         """
         names = self.front_objectives()
         records = [r for r in self._history if r["status"] == "succeeded" and all(n in r["metrics"] for n in names)]
         if within_budget:
-            records = [r for r in records if within_budget_rule(r["metrics"], self.objectives.cost_metric, self.budget)]
+            records = [r for r in records if self.budgets.admits(r["metrics"])]
         if not records:
             return []
         idx = pareto_front_indices(to_losses([r["metrics"] for r in records], names))

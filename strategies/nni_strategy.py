@@ -29,6 +29,7 @@ from nni.nas.execution.event import FinalMetricEvent, ModelEventType, TrainingEn
 from nni.nas.space import ExecutableModelSpace, ModelStatus
 from nni.nas.strategy.base import Strategy
 
+from nni_hwnas.budgets import Budgets
 from nni_hwnas.errors import UserError, unknown
 from nni_hwnas.nni_compat.rest import TERMINAL_STATUSES, declared_value, final_parameter_id
 
@@ -75,13 +76,16 @@ class HwEvolutionStrategy(Strategy):
         screen: sample -> predicted cost (e.g. a latency predictor's ``predict``), for screening
             children before they cost a trial; used with ``budget``.
         poll_interval_s: How often to look for a free worker / read NNI's database.
+        budgets: The run's :class:`~nni_hwnas.budgets.Budgets` (``budget`` is their ``cost_metric``
+            limit; a different one is refused).
     """
 
     def __init__(self, settings: HwEvolutionSettings | None = None, *, definition: Any = None,
                  identity: Callable[[Mapping[str, Any]], str] | None = None,
                  screen: Callable[[Mapping[str, Any]], float | None] | None = None,
-                 poll_interval_s: float = 1.0) -> None:
+                 poll_interval_s: float = 1.0, budgets: Budgets | None = None) -> None:
         super().__init__()
+        self.budgets = budgets
         settings = settings or HwEvolutionSettings()
         self.objective_config, self.settings = settings.objective_config(), settings.search_settings()
         self.definition = definition
@@ -156,7 +160,7 @@ class HwEvolutionStrategy(Strategy):
                                 f"space {getattr(definition, 'name', '?')!r} defines none")
             settings["progressive"] = schedule.with_stages(stages)
         self._core = HwEvolution(labels, objectives=self.objective_config, identity=identity, canonical=canonical,
-                                 screen=self.screen, **settings)
+                                 screen=self.screen, budgets=self.budgets, **settings)
         if self._pending_state is not None:
             self._core.load_state_dict(self._pending_state)
             self._pending_state = None
@@ -374,7 +378,7 @@ CONFIG_ARGS: tuple[str, ...] = (*HwEvolutionSettings.names(), "poll_interval_s")
 
 def make_hw_evolution(args: Mapping[str, Any] | None, seed: int | None = None, *, definition: Any = None,
                       screen: Callable[[Mapping[str, Any]], float | None] | None = None,
-                      budget: float | None = None) -> HwEvolutionStrategy:
+                      budgets: Budgets | None = None) -> HwEvolutionStrategy:
     """Build the strategy from a config's ``strategy.args``, the run's seed and what the run built.
 
     Args:
@@ -383,18 +387,20 @@ def make_hw_evolution(args: Mapping[str, Any] | None, seed: int | None = None, *
         seed: The run's seed, used unless ``args`` sets ``seed``.
         definition: The space definition (optional: found from the model space otherwise).
         screen: A cost predictor, sample -> predicted ``cost_metric`` value.
-        budget: The hardware profile's budget for ``cost_metric``, used unless ``args`` sets one.
+        budgets: The run's budgets (profile and ``hardware.budgets``); ``args``' ``budget`` must
+            agree with their ``cost_metric`` limit, and penalty, screening and front read them.
     """
     kwargs = dict(args or {})
     for key in kwargs:
         if key not in CONFIG_ARGS:
             raise unknown(f"argument of strategy {STRATEGY_NAME!r}", key, CONFIG_ARGS)
     kwargs.setdefault("seed", seed)
-    if budget is not None:
-        kwargs.setdefault("budget", budget)
     poll_interval_s = float(kwargs.pop("poll_interval_s", 1.0))
     strategy = HwEvolutionStrategy(HwEvolutionSettings.from_args(kwargs), definition=definition, screen=screen,
-                                   poll_interval_s=poll_interval_s)
+                                   poll_interval_s=poll_interval_s, budgets=budgets)
+    if budgets is not None:  # a `budget` that disagrees with the run's fails now, not when NNI starts
+        Budgets.of(budgets).with_limit(strategy.objective_config.cost_metric, strategy.settings["budget"],
+                                       "config: strategy hw_evolution")
     schedule = strategy.settings["progressive"]
     if schedule is not None and schedule.stages is None and definition is not None \
             and getattr(definition, "progressive_stages", None) is None:  # fail before NNI starts

@@ -42,7 +42,7 @@ def hand_rows() -> list[dict]:
 def test_snapshot_front_and_hypervolume_match_results_files(tmp_path):
     write_results_with_dashboard(tmp_path, hand_rows(), {"seed": 0, "hardware": {"budgets": {"latency_ms": 0.3}}})
     data = results_dir_data(tmp_path)
-    assert data.budgets == {"latency_ms": 0.3} and data.objectives == ("accuracy", "latency_ms")
+    assert data.budgets.limits() == {"latency_ms": 0.3} and data.objectives == ("accuracy", "latency_ms")
     hv_file = json.loads((tmp_path / "hypervolume.json").read_text())
     snapshot = build_snapshot([data], live=False)
     exp = snapshot["experiments"][0]

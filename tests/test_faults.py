@@ -356,3 +356,126 @@ def test_ctrl_c_exits_130_after_writing_finished_trials(tmp_path, nni_home):
     trials = json.loads((out / "trials.json").read_text())
     assert any(t["status"] == "SUCCEEDED" for t in trials)
     assert not port_answers(port)
+
+
+# ------------------------------------------------------------------ a plain NNI experiment (not ours) on the port
+
+PLAIN_NNI = """
+experimentName: plain-nni
+searchSpace: {{x: {{_type: choice, _value: [1, 2]}}}}
+trialCommand: sleep 300
+trialCodeDirectory: {code}
+trialConcurrency: 1
+maxTrialNumber: 2
+tuner: {{name: Random}}
+trainingService: {{platform: local}}
+experimentWorkingDirectory: {workdir}
+"""
+
+
+def start_plain_nni(tmp_path: Path, port: int) -> str:
+    """``nnictl create`` of an HPO experiment that is none of ours (a trial that sleeps); its id.
+
+    nnictl waits only ~3 s for its manager (docs/nni-quirks.md): on a loaded machine it gives up
+    and kills it, so a failed start is tried again."""
+    config = write(tmp_path, PLAIN_NNI.format(code=tmp_path, workdir=tmp_path / "plain-exps"), "plain.yml")
+    for _ in range(4):
+        created = subprocess.run([str(SCRIPT.with_name("nnictl")), "create", "--config", str(config), "--port",
+                                  str(port)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                                 env=dict(os.environ))
+        if created.returncode == 0:
+            break
+    assert created.returncode == 0, created.stdout[-2000:] + created.stderr[-2000:]
+    return next(line.split('"nnictl stop ')[1].split('"')[0] for line in created.stdout.splitlines()
+                if "nnictl stop " in line)
+
+
+def plain_state(port: int) -> tuple[str | None, str, list[tuple[str, str]]]:
+    """What our search must not change: who serves the port, its status, its trials."""
+    from nni_hwnas.nni_compat.rest import manager_experiment_id
+
+    return (manager_experiment_id(port), rest(port, "/check-status")["status"],
+            sorted((j["trialJobId"], j["status"]) for j in rest(port, "/trial-jobs") or []))
+
+
+def stop_plain_nni(tmp_path: Path, experiment_id: str) -> None:
+    subprocess.run([str(SCRIPT.with_name("nnictl")), "stop", experiment_id], cwd=tmp_path, capture_output=True,
+                   text=True, timeout=120, env=dict(os.environ))
+
+
+def search_in_process_refused(tmp_path: Path, capsys, port: int) -> str:
+    """A cost-only search in this process (so NNI's internals can be raced) must end in exit 2 and
+    one error line, no traceback; returns that line."""
+    config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=2))
+    code = main(["search", "--config", str(config), "--port", str(port), "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("nni-hwnas: error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err[-3000:]
+    return errors[0]
+
+
+def test_search_on_the_port_of_a_plain_nni_experiment_is_refused_before_touching_it(tmp_path, nni_home):
+    port = free_port()
+    plain = start_plain_nni(tmp_path, port)
+    try:
+        wait_for(lambda: plain_state(port)[2] != [], 120, "the plain experiment's trial")
+        before = plain_state(port)
+        assert before[0] == plain
+        config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=2))
+        result = cli("search", "--config", str(config), "--port", str(port), "--output", str(tmp_path / "o"),
+                     cwd=tmp_path)
+        one_line_error(result, f"port {port} is already in use by the NNI manager of experiment {plain}")
+        assert plain_state(port) == before  # same manager, status and trials
+        assert not (tmp_path / "exps").exists() and not (tmp_path / "o").exists()
+    finally:
+        stop_plain_nni(tmp_path, plain)
+
+
+def test_plain_nni_experiment_taking_the_port_after_our_check_is_not_driven(tmp_path, nni_home, capsys, monkeypatch):
+    """The race: our port check passes, then a plain NNI experiment binds the port before our manager
+    does. Our search ends in one line (exit 2) and never drives or stops the other manager."""
+    from nni_hwnas.experiment import launch
+
+    port = free_port()
+    started: list[str] = []
+    build = launch.build_experiment
+
+    def build_then_lose_the_port(*args, **kwargs):
+        started.append(start_plain_nni(tmp_path, port))
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(launch, "build_experiment", build_then_lose_the_port)
+    try:
+        assert f"port {port}" in search_in_process_refused(tmp_path, capsys, port)
+        assert started and plain_state(port)[0] == started[0]
+        assert plain_state(port)[1] in ("RUNNING", "TUNER_NO_MORE_TRIAL", "NO_MORE_TRIAL", "DONE")
+        assert not (tmp_path / "o").exists()
+    finally:
+        for plain in started:
+            stop_plain_nni(tmp_path, plain)
+
+
+def test_plain_nni_experiment_binding_between_nnis_idle_check_and_our_manager_gets_no_post(
+        tmp_path, nni_home, capsys, monkeypatch):
+    """The narrowest race: NNI's own idle check passes, a plain experiment binds the port, our manager
+    dies on EADDRINUSE. NNI would post our config to whatever answers; ours refuses first."""
+    import nni.experiment.launcher as launcher
+
+    port = free_port()
+    started: list[str] = []
+    idle_check = launcher._ensure_port_idle
+
+    def check_then_lose_the_port(checked_port: int, *args, **kwargs) -> None:
+        idle_check(checked_port, *args, **kwargs)
+        if checked_port == port and not started:
+            started.append(start_plain_nni(tmp_path, port))
+
+    monkeypatch.setattr(launcher, "_ensure_port_idle", check_then_lose_the_port)
+    try:
+        assert f"served by experiment '{started[0]}'" in search_in_process_refused(tmp_path, capsys, port)
+        experiment = rest(port, "/experiment")
+        assert experiment["id"] == started[0] and experiment["params"]["experimentName"] == "plain-nni"
+        assert plain_state(port)[1] != "ERROR" and not (tmp_path / "o").exists()
+    finally:
+        for plain in started:
+            stop_plain_nni(tmp_path, plain)

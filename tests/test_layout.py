@@ -4,6 +4,7 @@ process imports neither matplotlib nor ``nni.nas`` (both cost seconds in every t
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 
@@ -105,3 +106,16 @@ def test_nnictl_trial_imports_neither_matplotlib_nor_nni_nas():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_a_whole_nnictl_trial_run_imports_neither_matplotlib_nor_nni_nas(tmp_path, nni_home):
+    """The real trial process end to end (data, training, latency, report), lazy imports included:
+    what ``experiments/benchmarks/trial_imports.py`` times."""
+    from experiments.benchmarks.trial_imports import WHOLE_TRIAL_CONFIG, whole_trial_code
+
+    (tmp_path / "trial.yaml").write_text(WHOLE_TRIAL_CONFIG)
+    result = subprocess.run([sys.executable, "-c", whole_trial_code(tmp_path / "trial.yaml")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HEAVY []" in result.stdout.splitlines(), result.stdout[-2000:]

@@ -48,7 +48,7 @@ def test_tpe_maximises_unless_told():
 
 
 def test_one_budget_rule_for_strategy_and_results():
-    from nni_hwnas.metrics import within_budget
+    from nni_hwnas.budgets import Budgets
     from nni_hwnas.reporting.results import pareto_rows
     from strategies.hw_evolution import HwEvolution
     from strategies.objectives import ObjectiveConfig
@@ -56,11 +56,13 @@ def test_one_budget_rule_for_strategy_and_results():
     # Within the latency budget, but over a params budget: the trial's own verdict decides.
     trials = [{"accuracy": 0.9, "latency_ms": 0.04, "within_budget": 0},
               {"accuracy": 0.8, "latency_ms": 0.05, "within_budget": 1},
-              {"accuracy": 0.95, "latency_ms": 0.09}]  # no verdict: cost <= budget decides
-    assert [within_budget(t, "latency_ms", 0.06) for t in trials] == [False, True, False]
+              {"accuracy": 0.95, "latency_ms": 0.09}]  # no verdict: its costs against the limits decide
+    budgets = Budgets(latency_ms=0.06)
+    assert [budgets.admits(t) for t in trials] == [False, True, False]
     evo = HwEvolution({"a": (0, 1, 2)}, objectives=ObjectiveConfig(score_metric="accuracy"), budget=0.06, seed=0)
+    assert evo.budgets == budgets  # the float argument is the same one object
     for value, metrics in enumerate(trials):
         evo.tell({"a": value}, metrics)
     strategy_front = [r["metrics"]["accuracy"] for r in evo.pareto_front()]
-    rows = [{"status": "SUCCEEDED", **t} for t in trials if "within_budget" in t]
-    assert strategy_front == [r["accuracy"] for r in pareto_rows(rows, ("accuracy", "latency_ms"))] == [0.8]
+    rows = [{"status": "SUCCEEDED", **t} for t in trials]
+    assert strategy_front == [r["accuracy"] for r in pareto_rows(rows, ("accuracy", "latency_ms"), budgets=budgets)] == [0.8]

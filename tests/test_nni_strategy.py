@@ -252,8 +252,10 @@ def test_make_hw_evolution_checks_arguments_before_nni_starts():
         make_hw_evolution({"population_size": 4, "sample_size": 8}, seed=0)
     with pytest.raises(UserError, match="objective"):
         make_hw_evolution({"objectives": ["score", "speed"]}, seed=0)
-    strategy = make_hw_evolution({"objectives": ["score", "cost", "novelty"]}, seed=5, budget=3.0)
-    assert strategy.settings["seed"] == 5 and strategy.settings["budget"] == 3.0
+    from nni_hwnas.budgets import Budgets
+
+    strategy = make_hw_evolution({"objectives": ["score", "cost", "novelty"]}, seed=5, budgets=Budgets(latency_ms=3.0))
+    assert strategy.settings["seed"] == 5 and strategy.budgets.limit("latency_ms") == 3.0
     assert "screen" not in CONFIG_ARGS and "population_size" in CONFIG_ARGS
 
 

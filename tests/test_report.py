@@ -23,7 +23,7 @@ def test_first_reaching_counts_trials_from_one():
 def test_summary_medians_and_budgets():
     groups = {"good": [rows((0.9, 0.1)), rows((0.5, 0.5), (0.9, 0.1))],
               "bad": [rows((0.5, 0.5)), rows((0.5, 0.5), (0.6, 0.9))]}
-    summaries, curves = summarise(groups, HvReference(cost_worst=1.0), budgets=[0.2])
+    summaries, curves = summarise(groups, HvReference(cost_worst=1.0), cost_levels=[0.2])
     good, bad = (s.row() for s in summaries)
     assert good["hv_median"] == pytest.approx(0.81) and bad["hv_median"] == pytest.approx((0.25 + 0.26) / 2)
     assert good["trials_to_90pct"] == 1.5  # runs reached 0.9 * 0.81 at trials 1 and 2

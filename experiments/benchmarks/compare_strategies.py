@@ -413,9 +413,9 @@ def summarise_dataset(setup: Mapping[str, Any], runs: Sequence[Mapping[str, Any]
               for label in labels}
     groups = {k: v for k, v in groups.items() if v}
     reference = reference_for(setup)
-    summaries, curves = summarise(groups, reference, budgets=[])
-    _, curves0 = summarise(groups, reference_for(setup, 0.0), budgets=[])
-    _, curves_lin = summarise(groups, reference_for(setup, cost_scale="linear"), budgets=[])
+    summaries, curves = summarise(groups, reference, cost_levels=[])
+    _, curves0 = summarise(groups, reference_for(setup, 0.0), cost_levels=[])
+    _, curves_lin = summarise(groups, reference_for(setup, cost_scale="linear"), cost_levels=[])
     front = known_front(runs)
     rows = []
     for summary in summaries:

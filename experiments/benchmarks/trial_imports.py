@@ -1,8 +1,11 @@
 """What a trial process imports before it works: the nnictl route against a NAS trial.
 
-Each round starts fresh interpreters with ``python -X importtime``, alternating the two routes so
-both see the same machine load, and sums the top-level cumulative import times. The nnictl
+Each round starts fresh interpreters with ``python -X importtime``, alternating the routes so
+all see the same machine load, and sums the top-level cumulative import times. The nnictl
 route (``nni_hwnas.evaluation.hpo_trial``) must import neither matplotlib nor ``nni.nas``.
+``nnictl trial, whole run`` is the real trial process end to end (one architecture of the
+quickstart space, one epoch on digits, its parameters handed in place of NNI's tuner), so lazy
+imports made while it trains and times the model count too.
 
     python experiments/benchmarks/trial_imports.py --rounds 5 --seed 0
 """
@@ -14,7 +17,34 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+WHOLE_TRIAL_CONFIG = """\
+name: trial-imports
+seed: 0
+dataset: {name: digits}
+space: {preset: conv_net_small}
+strategy: {name: hw_evolution}
+evaluator: {kind: train, epochs: 1, batch_size: 64}
+hardware: {profile: host-cpu-1t, budgets: {latency_ms: 0.15}}
+experiment: {max_trials: 1}
+"""
+WHOLE_TRIAL_PARAMETERS = {"depth": 1, "conv0_filters": 16, "conv0_kernel": 3, "conv0_bn": False, "dropout": 0.0}
+
+
+def whole_trial_code(config_path: str | Path) -> str:
+    """Python source that runs ``python -m nni_hwnas.evaluation.hpo_trial --config CONFIG`` as nnictl
+    would, with NNI's ``get_next_parameter`` answering :data:`WHOLE_TRIAL_PARAMETERS` (no tuner
+    runs outside an experiment), then prints the heavy packages the process ended up holding."""
+    return ("import runpy, sys, nni\n"
+            f"nni.get_next_parameter = lambda: {WHOLE_TRIAL_PARAMETERS!r}\n"
+            f"sys.argv = ['hpo_trial', '--config', {str(config_path)!r}]\n"
+            "try:\n    runpy.run_module('nni_hwnas.evaluation.hpo_trial', run_name='__main__')\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib' "
+            "or m == 'nni.nas' or m.startswith('nni.nas.')))\n")
 
 ROUTES = {
     # hpo_trial's module imports plus what its main() imports before training.
@@ -28,7 +58,7 @@ ROUTES = {
 def measure(code: str) -> dict:
     """One fresh interpreter: total top-level import time (s) and which heavy packages it loaded."""
     result = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
-                            check=True, cwd=Path(__file__).resolve().parents[2])
+                            check=True, cwd=REPO)
     total_us, modules = 0, set()
     for line in result.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
@@ -46,9 +76,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="recorded only: the measurement draws nothing random")
     args = parser.parse_args()
-    runs: dict[str, list[dict]] = {name: [] for name in ROUTES}
+    workdir = Path(tempfile.mkdtemp(prefix="trial-imports-"))
+    (workdir / "trial.yaml").write_text(WHOLE_TRIAL_CONFIG)
+    routes = {**ROUTES, "nnictl trial, whole run": whole_trial_code(workdir / "trial.yaml")}
+    runs: dict[str, list[dict]] = {name: [] for name in routes}
     for _ in range(args.rounds):
-        for name, code in ROUTES.items():
+        for name, code in routes.items():
             runs[name].append(measure(code))
     rows = []
     for name, samples in runs.items():
@@ -64,7 +97,11 @@ def main() -> None:
     print(f"NAS / nnictl import time (medians, same run): {ratio:.2f}x over {args.rounds} alternating rounds")
     out = Path(__file__).resolve().parent / "results" / "trial_imports.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"seed": args.seed, "rounds": args.rounds, "rows": rows, "ratio": ratio}, indent=2) + "\n")
+    from nni_hwnas.experiment.runinfo import machine_info, package_versions
+
+    out.write_text(json.dumps({"seed": args.seed, "rounds": args.rounds, "rows": rows, "ratio": ratio,
+                               "command": " ".join(["python", *sys.argv]), "versions": package_versions(),
+                               "machine": machine_info()}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

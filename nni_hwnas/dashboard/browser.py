@@ -19,6 +19,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from nni_hwnas.processes import ClosedOnExit, end_process
+
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
@@ -30,7 +32,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class HeadlessPage:
+class HeadlessPage(ClosedOnExit):
     """One headless Chromium tab: :meth:`goto`, :meth:`js`, :meth:`wait_for`, :meth:`screenshot`."""
 
     def __init__(self, width: int = 1400, height: int = 1000, timeout_s: float = 60.0) -> None:
@@ -137,17 +139,5 @@ class HeadlessPage:
         ws = getattr(self, "_ws", None)
         if ws is not None:
             ws.close()
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        end_process(self._proc, timeout_s=10)
         self._profile.cleanup()
-
-    def __enter__(self) -> "HeadlessPage":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

@@ -12,6 +12,8 @@ import socket
 from pathlib import Path
 from typing import Callable
 
+from nni_hwnas.budgets import Budgets
+
 DEFAULT_PORT = 8090
 
 
@@ -35,7 +37,7 @@ def run_dashboard(sources: list[str], *, host: str = "127.0.0.1", port: int = DE
     return server
 
 
-def search_dashboard(nni_port: int, label: str, objectives: tuple[str, ...], budgets: dict[str, float], *,
+def search_dashboard(nni_port: int, label: str, objectives: tuple[str, ...], budgets: Budgets, *,
                      port: int | None = None, host: str = "127.0.0.1"):
     """The live dashboard ``search`` starts beside NNI's web UI (a free port unless ``port`` is given)."""
     from nni_hwnas.dashboard.server import DashboardServer

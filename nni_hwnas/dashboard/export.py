@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from nni_hwnas.budgets import Budgets
 from nni_hwnas.dashboard.page import write_static_dashboard
 from nni_hwnas.dashboard.snapshot import ExperimentData, build_snapshot
 from nni_hwnas.dashboard.sources import objectives_of, results_dir_data
@@ -35,7 +36,7 @@ def write_results_dashboard(out_dir: Path, reference: HvReference | None = None,
 
 
 def write_groups_dashboard(path: Path, groups: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
-                           reference: HvReference, title: str) -> Path:
+                           reference: HvReference, title: str, budgets: Budgets | None = None) -> Path:
     """One experiment per run (``label seed i``) of a comparison, all against ``reference``."""
     experiments = []
     for label, runs in groups.items():
@@ -43,5 +44,5 @@ def write_groups_dashboard(path: Path, groups: Mapping[str, Sequence[Sequence[Ma
             name = label if len(runs) == 1 else f"{label} #{i + 1}"
             experiments.append(ExperimentData(label=name, rows=[dict(r) for r in rows],
                                               objectives=objectives_of(rows, (reference.score, reference.cost)),
-                                              source="report", status="DONE"))
+                                              source="report", status="DONE", budgets=Budgets.of(budgets)))
     return write_static_dashboard(Path(path), build_snapshot(experiments, live=False, reference=reference), title=title)

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from nni_hwnas.budgets import Budgets
 from nni_hwnas.metrics import METRICS, to_losses
 from nni_hwnas.reporting.hypervolume_trace import HvReference, default_reference, hypervolume_curve
 from nni_hwnas.reporting.results import DEFAULT_OBJECTIVES, completed, pareto_rows
@@ -30,18 +31,22 @@ COST_AXES = ("latency_ms", "latency_measured_ms", "params", "flops", "peak_mem_k
 class ExperimentData:
     """One experiment as the dashboard shows it.
 
-    ``budgets`` maps a cost metric to its limit (drawn as a line); ``nni_url`` is the base URL of
-    NNI's web UI while the experiment runs (None for finished ones: nothing to link to).
+    ``budgets`` are the run's (a mapping is parsed): limits drawn as lines, and the rule of which
+    trials may be on a front; ``nni_url`` is the base URL of NNI's web UI while the experiment runs
+    (None for finished ones: nothing to link to).
     """
 
     label: str
     rows: list[dict[str, Any]]
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
-    budgets: dict[str, float] = field(default_factory=dict)
+    budgets: Budgets = field(default_factory=Budgets)
     nni_url: str | None = None
     source: str = ""
     status: str = ""
     reference: HvReference | None = None  # the one its results files used, when read from them
+
+    def __post_init__(self) -> None:
+        self.budgets = Budgets.of(self.budgets)
 
 
 def clean(value: Any) -> Any:
@@ -64,14 +69,15 @@ def numeric_keys(rows: Sequence[Mapping[str, Any]], candidates: Sequence[str]) -
                                          for r in done)]
 
 
-def front_ids(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> list:
+def front_ids(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str], budgets: Budgets | None = None) -> list:
     """Trial ids of :func:`pareto_rows` over ``objectives`` (cheapest first), as ``pareto.json`` lists them.
 
     For two objectives a sort first drops every point that a strictly cheaper, no worse point
     dominates; that never changes the front (dominance is transitive) and leaves ``pareto_rows``'s
     O(n^2) dominance test a few dozen points instead of thousands (see benchmarks/dashboard.py).
     """
-    candidates = [r for r in completed(rows, objectives) if r.get("within_budget", 1) == 1]
+    budgets = Budgets.of(budgets)
+    candidates = [r for r in completed(rows, objectives) if budgets.admits(r)]
     if len(objectives) == 2 and len(candidates) > 64:
         losses = to_losses(candidates, objectives)
         order = np.lexsort((losses[:, 0], losses[:, 1]))  # by cost, then by score loss
@@ -82,12 +88,13 @@ def front_ids(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> l
         running = np.minimum.accumulate(score)
         best_before[starts > 0] = running[starts[starts > 0] - 1]
         candidates = [candidates[i] for i in np.sort(order[score < best_before])]  # original order: same ties
-    return [r["trial_id"] for r in pareto_rows(candidates, objectives)]
+    return [r["trial_id"] for r in pareto_rows(candidates, objectives, budgets=budgets)]
 
 
-def fronts_by_axes(rows: Sequence[Mapping[str, Any]], scores: Sequence[str], costs: Sequence[str]) -> dict[str, list]:
+def fronts_by_axes(rows: Sequence[Mapping[str, Any]], scores: Sequence[str], costs: Sequence[str],
+                   budgets: Budgets | None = None) -> dict[str, list]:
     """``"score|cost"`` -> trial ids on the in-budget front of that pair (cheapest first)."""
-    return {f"{s}|{c}": front_ids(rows, (s, c)) for s in scores for c in costs if s != c}
+    return {f"{s}|{c}": front_ids(rows, (s, c), budgets) for s in scores for c in costs if s != c}
 
 
 def experiment_entry(data: ExperimentData, curve: Sequence[float]) -> dict[str, Any]:
@@ -100,14 +107,14 @@ def experiment_entry(data: ExperimentData, curve: Sequence[float]) -> dict[str, 
     statuses: dict[str, int] = {}
     for row in rows:
         statuses[str(row.get("status"))] = statuses.get(str(row.get("status")), 0) + 1
-    front = front_ids(rows, objectives)
+    front = front_ids(rows, objectives, data.budgets)
     return {
         "label": data.label, "source": data.source, "status": data.status, "nni_url": data.nni_url,
-        "objectives": list(objectives), "budgets": dict(data.budgets),
+        "objectives": list(objectives), "budgets": data.budgets.limits(),
         "score_axes": scores, "cost_axes": costs,
         "arch_labels": sorted({k for r in rows for k in r if k.startswith("arch.")}),
         "trials": [clean(dict(r)) for r in rows], "statuses": statuses,
-        "front": front, "fronts": fronts_by_axes(rows, scores, costs),
+        "front": front, "fronts": fronts_by_axes(rows, scores, costs, data.budgets),
         "hypervolume": [clean(float(v)) for v in curve],
     }
 
@@ -119,7 +126,7 @@ def shared_reference(experiments: Sequence[ExperimentData]) -> HvReference:
     if first.reference is not None:
         return first.reference
     score, cost = first.objectives[0], first.objectives[1]
-    return default_reference([e.rows for e in experiments], score, cost, first.budgets.get(cost))
+    return default_reference([e.rows for e in experiments], score, cost, first.budgets)
 
 
 def build_snapshot(experiments: Sequence[ExperimentData], *, live: bool, version: int = 0,
@@ -128,7 +135,7 @@ def build_snapshot(experiments: Sequence[ExperimentData], *, live: bool, version
     if not experiments:
         raise ValueError("build_snapshot needs at least one experiment")
     reference = reference or shared_reference(experiments)
-    entries = [experiment_entry(e, hypervolume_curve(e.rows, reference) if e.rows else []) for e in experiments]
+    entries = [experiment_entry(e, hypervolume_curve(e.rows, reference, e.budgets) if e.rows else []) for e in experiments]
     used = {k for e in entries for k in (*e["score_axes"], *e["cost_axes"], *e["objectives"])}
     metrics = {k: {"higher_is_better": METRICS[k].higher_is_better, "unit": METRICS[k].unit,
                    "description": METRICS[k].description} for k in sorted(used) if k in METRICS}

@@ -14,11 +14,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from nni_hwnas.budgets import Budgets
 from nni_hwnas.dashboard.snapshot import ExperimentData
 from nni_hwnas.errors import UserError
 from nni_hwnas.experiment.nni_rest import NniRestClient, assemble_trials
 from nni_hwnas.reporting.hypervolume_trace import HvReference
-from nni_hwnas.reporting.results import DEFAULT_OBJECTIVES, trial_rows
+from nni_hwnas.reporting.results import DEFAULT_OBJECTIVES, run_budgets, trial_rows
 
 
 class Source(Protocol):
@@ -38,10 +39,10 @@ class LiveSource:
     """A running experiment, read through NNI's REST API on ``port`` (both NAS and nnictl routes)."""
 
     def __init__(self, port: int, label: str = "", *, objectives: Sequence[str] | None = None,
-                 budgets: dict[str, float] | None = None, host: str = "127.0.0.1") -> None:
+                 budgets: Budgets | None = None, host: str = "127.0.0.1") -> None:
         self.client = NniRestClient(port, host=host, timeout_s=5.0)
         self.port, self.label, self.objectives = port, label, objectives
-        self.budgets = dict(budgets or {})
+        self.budgets = Budgets.of(budgets)
 
         self._last: tuple[bytes, ExperimentData] | None = None
 
@@ -101,19 +102,23 @@ class ResultsDirSource:
 
 
 def results_dir_data(directory: Path, label: str | None = None) -> ExperimentData:
-    """Read a results directory; budgets come from ``run.json`` and objectives from ``pareto.json``."""
+    """Read a results directory; budgets come from ``run.json`` and objectives from ``pareto.json``.
+
+    After a resume that changed the settings (``pareto.json``'s ``settings``), only that settings'
+    trials are shown, as the front and hypervolume in the files use only them."""
     directory = Path(directory)
     rows = _read_json(directory / "trials.json")
     if not isinstance(rows, list):
         raise UserError(f"{directory / 'trials.json'} is not a list of trials; rewrite it with `nni-hwnas report <id>`")
     pareto = _read_json(directory / "pareto.json")
     run = _read_json(directory / "run.json")
-    budgets = ((run.get("hardware") or {}).get("budgets") or {})
+    if isinstance(pareto.get("settings"), int):
+        rows = [r for r in rows if r.get("settings", pareto["settings"]) == pareto["settings"]]
     stored = _read_json(directory / "hypervolume.json").get("reference") or {}
     fields = {k: v for k, v in stored.items() if k in HvReference.__dataclass_fields__}
     return ExperimentData(reference=HvReference(**fields) if fields else None, label=label or directory.name, rows=rows,
                           objectives=objectives_of(rows, pareto.get("objectives")),
-                          budgets={k: float(v) for k, v in budgets.items() if isinstance(v, (int, float))},
+                          budgets=run_budgets(run),
                           source=f"results directory {directory}", status="DONE")
 
 

@@ -31,12 +31,19 @@ class TrainingDiverged(RuntimeError):
 
 
 @dataclass
-class TrainSettings:
+class SgdSettings:
+    """SGD with momentum over epochs of mini-batches: shared by a trial's training and the
+    super-network's (:class:`~nni_hwnas.oneshot.supernet_training.SupernetSettings`)."""
+
     epochs: int = 3
     batch_size: int = 64
     learning_rate: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
+
+
+@dataclass
+class TrainSettings(SgdSettings):
     lr_schedule: str = "cosine"
     train_subset: int | None = None
     augment: bool = True

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from nni_hwnas.budgets import Budgets
 from nni_hwnas.hardware.cost_model import estimate_cost
 from nni_hwnas.data.datasets import load_dataset
 from nni_hwnas.metrics import is_finite_metrics
@@ -46,7 +47,8 @@ def hardware_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str
     budgets; ``measure_latency`` adds this host's measurement as ``latency_measured_ms``, timed
     exactly like the table's rows (its statistic, warm-up, repeats and cycled inputs), so the two
     can be compared. Without one, ``latency_ms`` is measured on this host at batch 1 with the
-    default timer settings and ``latency_repeats`` timed runs at most, and there is no budget.
+    default timer settings and ``latency_repeats`` timed runs at most, and ``within_budget`` checks
+    the run's budgets (a strategy's ``budget``) against these measured costs.
     """
     hardware = dict(hardware or {})
     if hardware.get("profile"):
@@ -60,8 +62,9 @@ def hardware_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str
     settings = TimingSettings(n_repeats=latency_repeats, min_repeats=min(latency_repeats, TimingSettings.min_repeats))
     measured = measure_model_latency(network, tuple(input_shape), batch_size=1, threads=default_threads,
                                      settings=settings).value(settings.statistic)
-    return {**estimate_cost(layer_specs).as_metrics(), "latency_ms": measured,
-            "latency_measured_ms": measured, "within_budget": 1}
+    metrics = {**estimate_cost(layer_specs).as_metrics(), "latency_ms": measured, "latency_measured_ms": measured}
+    metrics["within_budget"] = int(Budgets.of(hardware.get("budgets")).check(metrics).within)  # the run's budgets
+    return metrics
 
 
 def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], training: Mapping[str, Any],

@@ -68,7 +68,7 @@ def run_comparison(path: str | Path, *, port: int | None = None, output: str | P
             from nni_hwnas.errors import unknown
 
             raise unknown("strategy", strategy.name, strategy_names())
-    prepare(base)  # data and space errors surface before the first experiment starts
+    prepared = prepare(base)  # data and space errors surface before the first experiment starts
     out = Path(output or compare.output or Path("results") / Path(path).stem)
     from nni_hwnas.experiment.output_dir import check_output_dir
 
@@ -90,6 +90,7 @@ def run_comparison(path: str | Path, *, port: int | None = None, output: str | P
     notes = [f"Base experiment: `{Path(compare.base).name}`; dataset `{base.dataset.name}`; "
              f"{compare.max_trials or base.experiment.max_trials} trials per run; seeds {compare.seeds}; "
              f"evaluator: {base.evaluator.epochs} epochs, train subset {base.evaluator.train_subset or 'all'}."]
-    report = write_report(out, groups, title=compare.title, budgets=compare.budgets, notes=notes)
+    report = write_report(out, groups, title=compare.title, cost_levels=compare.budgets, notes=notes,
+                          budgets=prepared.budgets)
     echo(f"nni-hwnas compare: report written to {report}")
     return report

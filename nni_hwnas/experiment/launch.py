@@ -9,18 +9,20 @@ experiment stops.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import random
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from nni_hwnas.budgets import Budgets
 from nni_hwnas.experiment.config import RunConfig
 from nni_hwnas.errors import UserError
 from nni_hwnas.experiment import manager_guard, run_settings
@@ -32,7 +34,7 @@ from nni_hwnas.reporting.hypervolume_trace import default_reference
 from nni_hwnas.dashboard.export import write_results_with_dashboard
 from nni_hwnas.reporting.results import trial_rows, write_json
 from nni_hwnas.experiment.runinfo import run_record
-from nni_hwnas.experiment.trial_args import (resolve_space, trial_dataset_args, trial_hardware_args,
+from nni_hwnas.experiment.trial_args import (resolve_space, run_budgets, trial_dataset_args, trial_hardware_args,
                                               trial_objective_args, trial_training_args)
 
 _log = logging.getLogger("nni_hwnas")
@@ -71,9 +73,7 @@ class PreparedSearch:
     device: Any = None  # DeviceProfile with the experiment's budgets, or None (measure here)
     predictor: Any = None  # LatencyPredictor for the space on the device, or None
     dataset_summary: str = ""  # what was found and applied (channels, size, classes, normalisation, augment)
-
-    def budget_for(self, metric: str) -> float | None:
-        return None if self.device is None else self.device.budgets.limits().get(metric)
+    budgets: Budgets = field(default_factory=Budgets)  # the run's one budgets object (trial_args.run_budgets)
 
 
 def prepare(config: RunConfig) -> PreparedSearch:
@@ -98,9 +98,12 @@ def prepare(config: RunConfig) -> PreparedSearch:
     definition = make_definition(space_name, choices, data.input_shape, data.num_classes)
     training_service(config)  # a bad machine list fails before any profiling
     device, predictor = prepare_hardware(config, definition)
+    budgets = run_budgets(config, device)
+    if device is not None:  # one object: the device the driver checks with carries the run's budgets
+        device = dataclasses.replace(device, budgets=budgets)
     return PreparedSearch(config, space_name, {k: list(v) for k, v in definition.choices.items()},
                           definition, tuple(data.input_shape), data.num_classes, data.source, device, predictor,
-                          data.describe())
+                          data.describe(), budgets)
 
 
 def prepare_tabular(config: RunConfig, space_name: str, choices: dict) -> PreparedSearch:
@@ -118,7 +121,7 @@ def prepare_tabular(config: RunConfig, space_name: str, choices: dict) -> Prepar
     info = tabular_info(config.evaluator.benchmark, config.dataset.name)
     definition = make_definition(space_name, choices, info.input_shape, info.num_classes)
     return PreparedSearch(config, space_name, {k: list(v) for k, v in definition.choices.items()},
-                          definition, info.input_shape, info.num_classes, info.source)
+                          definition, info.input_shape, info.num_classes, info.source, budgets=run_budgets(config))
 
 
 def prepare_hardware(config: RunConfig, definition: Any) -> tuple[Any, Any]:
@@ -201,7 +204,7 @@ def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print
                                           checkpoint=ev.reference_checkpoint, seed=cfg.seed, echo=echo)
         return FunctionalEvaluator(score_and_report, dataset=trial_dataset_args(cfg), proxy=ev.proxy, seed=cfg.seed,
                                    reference=reference, batch_size=ev.proxy_batch_size, train_steps=ev.train_steps,
-                                   threads=ev.threads, hardware=trial_hardware_args(cfg, searched_table(prepared)))
+                                   threads=ev.threads, hardware=trial_hardware_args(cfg, searched_table(prepared), prepared.budgets))
     if ev.kind == "tabular":
         from nni_hwnas.evaluation.tabular import report_tabular
 
@@ -213,12 +216,12 @@ def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print
         if not cfg.hardware.profile:
             raise UserError("config: `evaluator.kind: cost` needs `hardware.profile` (e.g. host-cpu-1t)")
         return FunctionalEvaluator(report_costs, profile=cfg.hardware.profile, table=searched_table(prepared),
-                                   budgets=dict(cfg.hardware.budgets or {}), default_metric=ev.cost_metric)
+                                   budgets=prepared.budgets.as_mapping(), default_metric=ev.cost_metric)
     from nni_hwnas.evaluation.trial import train_and_report
 
     return FunctionalEvaluator(train_and_report, dataset=trial_dataset_args(cfg), training=trial_training_args(cfg),
                                seed=cfg.seed, threads=ev.threads, latency_repeats=ev.latency_repeats,
-                               objective=trial_objective_args(cfg), hardware=trial_hardware_args(cfg, searched_table(prepared)))
+                               objective=trial_objective_args(cfg), hardware=trial_hardware_args(cfg, searched_table(prepared), prepared.budgets))
 
 
 def train_top_of_front(prepared: PreparedSearch, front: list[dict[str, Any]], echo: Callable[[str], None]) -> list[dict]:
@@ -237,7 +240,7 @@ def train_top_of_front(prepared: PreparedSearch, front: list[dict[str, Any]], ec
         metrics = evaluate_architecture(prepared.definition.describe(sample), trial_dataset_args(cfg),
                                         trial_training_args(cfg), cfg.seed, cfg.evaluator.threads,
                                         cfg.evaluator.latency_repeats, definition=prepared.definition,
-                                        hardware=trial_hardware_args(cfg, searched_table(prepared)))
+                                        hardware=trial_hardware_args(cfg, searched_table(prepared), prepared.budgets))
         trained.append({"trial_id": row["trial_id"], "sample": sample, "proxy_score": row.get("default"),
                         "trained_accuracy": metrics["accuracy"], "latency_ms": metrics["latency_ms"],
                         "train_seconds": metrics["train_seconds"]})
@@ -294,10 +297,10 @@ def wait_until_finished(client: NniRestClient, timeout_s: float = 60.0) -> None:
 def hardware_record(prepared: PreparedSearch) -> dict[str, Any]:
     """What the run's costs were computed for: the profile, its budgets, the table's origin."""
     if prepared.device is None:
-        return {"profile": None, "latency": "measured on this host at batch 1"}
+        return {"profile": None, "latency": "measured on this host at batch 1", "budgets": prepared.budgets.limits()}
     record: dict[str, Any] = {"profile": prepared.device.name, "kind": prepared.device.kind,
                               "threads": prepared.device.threads, "batch_size": prepared.device.batch_size,
-                              "budgets": prepared.device.budgets.limits()}
+                              "budgets": prepared.budgets.limits()}
     if prepared.predictor is not None:
         header = prepared.predictor.table.header
         record["latency_table"] = str(prepared.predictor.table.path)
@@ -331,7 +334,7 @@ def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tup
     cost_metric = result_objectives(config)[1]
     screen = prepared.predictor.predict if prepared.predictor is not None and cost_metric == "latency_ms" else None
     strategy = make_strategy(config.strategy.name, config.strategy.args, config.seed, definition=prepared.definition,
-                             screen=screen, budget=prepared.budget_for(cost_metric))
+                             screen=screen, budgets=prepared.budgets)
     evaluator = make_evaluator(prepared)
     use_json_checkpoints()  # torch >= 2.6 can't reload NNI's torch-pickled checkpoints (docs/nni-quirks.md)
     if resume:
@@ -461,7 +464,7 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
         from nni_hwnas.dashboard.server import bind_note
 
         board = search_dashboard(port, f"{experiment.id} ({config.strategy.name})", objectives,
-                                 prepared.device.budgets.limits() if prepared.device is not None else {},
+                                 prepared.budgets,
                                  port=dashboard["port"], host=dashboard["host"])
         echo(f"nni-hwnas: dashboard at {board.url} ({bind_note(dashboard['host'])})")
     try:
@@ -483,8 +486,9 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
                           experiment_directory=str(exp_dir), settings=settings.get("number"),
                           wall_seconds=time.time() - started, interrupted=interrupted)
         current = [r for r in rows if r["settings"] == settings.get("number", 0)]
-        reference = default_reference([current], objectives[0], objectives[1], prepared.budget_for(objectives[1]))
+        reference = default_reference([current], objectives[0], objectives[1], prepared.budgets)
         paths = write_results_with_dashboard(out_dir, rows, info, objectives=objectives, reference=reference,
+                                             budgets=prepared.budgets,
                               title=f"{config.strategy.name} on {config.dataset.name} ({prepared.space_name})",
                               current_settings=settings.get("number", 0))
         if config.evaluator.kind == "proxy" and config.evaluator.then_train_top_k and not interrupted:

@@ -35,16 +35,16 @@ def _accepted_args(factory: Callable[..., Any]) -> list[str]:
 
 def make_strategy(name: str, args: Mapping[str, Any] | None, seed: int, *, definition: Any = None,
                   screen: Callable[[Mapping[str, Any]], float | None] | None = None,
-                  budget: float | None = None) -> Any:
+                  budgets: Any = None) -> Any:
     """Build the NNI strategy ``name`` with ``args``; the run's seed is passed where accepted.
 
     Ours (``hw_evolution``) also takes the space definition (architecture identity), a cost
-    predictor to screen children with, and the profile's budget for its cost metric.
+    predictor to screen children with, and the run's :class:`~nni_hwnas.budgets.Budgets`.
     """
     if name == "hw_evolution":
         from strategies.nni_strategy import make_hw_evolution
 
-        return make_hw_evolution(args, seed, definition=definition, screen=screen, budget=budget)
+        return make_hw_evolution(args, seed, definition=definition, screen=screen, budgets=budgets)
     if name not in BUILTIN_STRATEGIES:
         raise unknown("strategy", name, strategy_names())
     factory = _builtin(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from nni_hwnas.budgets import Budgets
 from nni_hwnas.errors import UserError
 from nni_hwnas.experiment.config import RunConfig
 
@@ -48,15 +49,41 @@ def trial_training_args(config: RunConfig) -> dict[str, Any]:
             "weight_init": ev.weight_init}
 
 
-def trial_hardware_args(config: RunConfig, table: str | None = None) -> dict[str, Any] | None:
-    """The device profile a trial predicts costs on (absolute paths), or None to measure here.
+def run_budgets(config: RunConfig, device: Any = None) -> Budgets:
+    """The run's one :class:`~nni_hwnas.budgets.Budgets`: the profile's budgets with the experiment's
+    ``hardware.budgets`` over them, plus ``hw_evolution``'s ``budget`` argument for its cost metric
+    (refused when it disagrees with a budget already set on that metric).
+
+    The driver (``device``: the loaded profile, budgets merged) and the nnictl route's trials
+    (profile loaded here) build it the same way; NAS trials receive it whole."""
+    hw = config.hardware
+    if device is None and hw.profile:
+        from nni_hwnas.hardware.profiles import load_profile
+
+        device = load_profile(hw.profile).with_budgets(hw.budgets or None)
+    budgets = device.budgets if device is not None else Budgets()
+    if config.strategy.name == "hw_evolution":
+        args = config.strategy.args or {}
+        # The strategy's own default cost metric (strategies.settings.HwEvolutionSettings).
+        budgets = budgets.with_limit(str(args.get("cost_metric", "latency_ms")), args.get("budget"),
+                                     "config: strategy hw_evolution")
+    return budgets
+
+
+def trial_hardware_args(config: RunConfig, table: str | None = None,
+                        budgets: Budgets | None = None) -> dict[str, Any] | None:
+    """The device profile a trial predicts costs on (absolute paths) and the run's budgets, or None
+    to measure here without a budget.
 
     ``table`` is the one the driver chose (:func:`~nni_hwnas.hardware.table_cache.table_for_search`),
-    so trials predict from the table the search was checked against, not their own guess."""
+    so trials predict from the table the search was checked against, not their own guess;
+    ``budgets`` the driver's :func:`run_budgets` (built here when not given), passed whole so a
+    trial's ``within_budget`` checks exactly the budgets the strategy and the results use."""
     hw = config.hardware
+    budgets = run_budgets(config) if budgets is None else budgets
     if not hw.profile:
-        return None
-    return {"profile": hw.profile, "table": table or hw.table, "budgets": dict(hw.budgets or {}),
+        return {"profile": None, "budgets": budgets.as_mapping()} if budgets.limits() else None
+    return {"profile": hw.profile, "table": table or hw.table, "budgets": budgets.as_mapping(),
             "measure_latency": hw.measure_latency}
 
 

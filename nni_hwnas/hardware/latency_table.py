@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 
-from search_spaces.layers import LayerSpec
+from search_spaces.layers import ExecutedBlock, LayerSpec
 from search_spaces.ops import NO_ATTENTION, operator
 
 from nni_hwnas.errors import UserError
@@ -37,25 +37,13 @@ ADDED_KEY_FIELDS = ("attention", "residual")
 
 
 @dataclass(frozen=True, order=True)
-class LayerKey:
+class LayerKey(ExecutedBlock):
     """One executed block at the granularity the runtime runs it; batch and threads live in the header.
 
-    Mirrors :class:`~search_spaces.layers.LayerSpec` minus :data:`IGNORED_SPEC_FIELDS`: a new
-    operator or option is a new field there and here, and its rows are simply new rows.
+    Its fields are :class:`~search_spaces.layers.ExecutedBlock`'s, i.e. a
+    :class:`~search_spaces.layers.LayerSpec` minus :data:`IGNORED_SPEC_FIELDS`: a new operator or
+    option is a new field there, and its rows are simply new rows.
     """
-
-    op: str
-    in_ch: int
-    out_ch: int
-    in_hw: int = 1
-    kernel: int = 1
-    stride: int = 1
-    batch_norm: bool = False
-    relu: bool = True
-    pool: bool = False
-    flatten: bool = False
-    attention: str = NO_ATTENTION
-    residual: bool = False
 
     @classmethod
     def from_spec(cls, spec: LayerSpec) -> "LayerKey":

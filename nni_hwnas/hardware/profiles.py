@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import hw_profiles
 
+from nni_hwnas.budgets import BudgetCheck, Budgets, Violation
 from nni_hwnas.errors import UserError, closest, read_yaml, unknown
 
 PROFILE_DIR = Path(hw_profiles.__file__).resolve().parent
@@ -26,102 +27,6 @@ KINDS = ("cpu", "cuda", "budget-only")
 BYTES_PER_VALUE = {"float32": 4, "float16": 2, "int8": 1}
 PROFILE_KEYS = ("name", "version", "description", "kind", "threads", "batch_size", "precision",
                 "budgets", "latency_table", "ssh", "python")
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One budget an architecture exceeds: ``value`` against ``limit``, both in the metric's unit."""
-
-    metric: str
-    limit: float
-    value: float
-
-    @property
-    def excess(self) -> float:
-        """How far over the limit, in the metric's unit (> 0)."""
-        return self.value - self.limit
-
-    @property
-    def excess_ratio(self) -> float:
-        """How far over, relative to the limit (0.25 = 25% over): unit-free, for penalties."""
-        return self.value / self.limit - 1.0 if self.limit > 0 else float("inf")
-
-    def describe(self) -> str:
-        return f"{self.metric} {self.value:.4g} > {self.limit:.4g} (+{100 * self.excess_ratio:.1f}%)"
-
-
-@dataclass(frozen=True)
-class BudgetCheck:
-    """Result of :meth:`Budgets.check`: ``within`` plus every violated budget."""
-
-    within: bool
-    violations: tuple[Violation, ...] = ()
-
-    @property
-    def worst_ratio(self) -> float:
-        """Largest relative excess over all budgets (0.0 when within): a HW-EvRSNAS-style penalty input."""
-        return max((v.excess_ratio for v in self.violations), default=0.0)
-
-    def __bool__(self) -> bool:
-        return self.within
-
-
-@dataclass(frozen=True)
-class Budgets:
-    """Upper limits on an architecture's costs; ``None`` means unlimited. Units are in the names:
-    ``flops`` counts multiply-accumulates at batch 1, ``peak_mem_kb`` and ``param_kb`` are KiB at
-    the profile's precision."""
-
-    latency_ms: float | None = None
-    params: float | None = None
-    flops: float | None = None
-    peak_mem_kb: float | None = None
-    param_kb: float | None = None
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None, where: str) -> "Budgets":
-        """Strict: an unknown key or a non-positive number is a one-line :class:`UserError`."""
-        if data is None:
-            return cls()
-        if not isinstance(data, Mapping):
-            raise UserError(f"{where}: `budgets` must be a mapping like {{latency_ms: 1.5}}, got {data!r}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        values: dict[str, float | None] = {}
-        for key, value in data.items():
-            if key not in names:
-                raise UserError(f"{where}: unknown budget `{key}`{closest(key, names)}; allowed: {', '.join(names)}")
-            if value is None:
-                values[key] = None
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise UserError(f"{where}: budget `{key}` must be a positive number or null, got {value!r}")
-            values[key] = float(value)
-        return cls(**values)
-
-    def limits(self) -> dict[str, float]:
-        """The set budgets only, metric name -> limit."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-    def merged(self, overrides: Mapping[str, Any] | None, where: str = "budgets") -> "Budgets":
-        """These budgets with ``overrides`` (an experiment's) replacing them key by key."""
-        given = Budgets.from_mapping(overrides, where)
-        explicit = set(overrides or {})
-        return dataclasses.replace(self, **{k: getattr(given, k) for k in explicit})
-
-    def check(self, metrics: Mapping[str, float]) -> BudgetCheck:
-        """Compare ``metrics`` (metric-contract names) with every set budget.
-
-        A set budget whose metric is missing from ``metrics`` is a programming error (KeyError):
-        silently passing it would let an over-budget architecture onto the front.
-        """
-        violations = []
-        for name, limit in self.limits().items():
-            if name not in metrics:
-                raise KeyError(f"budget {name!r} is set but the metrics have no {name!r}: {sorted(metrics)}")
-            value = float(metrics[name])
-            if value > limit:
-                violations.append(Violation(name, limit, value))
-        return BudgetCheck(not violations, tuple(violations))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 from search_spaces.layers import LayerSpec
 
 from nni_hwnas.errors import UserError
+from nni_hwnas.processes import ClosedOnExit, end_process
 from nni_hwnas.hardware.latency_table import LayerKey, Timing
 from nni_hwnas.hardware.timing import TimingSettings
 
@@ -77,7 +78,7 @@ def ssh_command(target: SshTarget, python: str, ssh_config: str | None = None,
     return command + [f"{shlex.quote(python)} -u -c {shlex.quote(BOOTSTRAP)}"]
 
 
-class RemoteMeasurer:
+class RemoteMeasurer(ClosedOnExit):
     """Times rows and whole models on an SSH device (the ``measurer`` of ``profile_spaces``)."""
 
     def __init__(self, target: SshTarget, python: str, threads: int, batch_size: int, settings: TimingSettings,
@@ -114,21 +115,9 @@ class RemoteMeasurer:
 
     def close(self) -> None:
         """End the session (closing stdin ends the device's loop); kill ssh if it lingers."""
-        if self._process.poll() is None:
-            try:
-                self._process.stdin.close()  # type: ignore[union-attr]
-                self._process.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                self._process.kill()
-                self._process.wait()
+        end_process(self._process, timeout_s=5, ask=self._process.stdin.close)  # type: ignore[union-attr]
         self._selector.close()
         self._stderr.close()
-
-    def __enter__(self) -> "RemoteMeasurer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # --- protocol ----------------------------------------------------------------------------
     def _time(self, command: str, specs: list[LayerSpec], shape: Sequence[int]) -> Timing:

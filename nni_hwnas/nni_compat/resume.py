@@ -1,6 +1,6 @@
 """Stop and resume multi-trial NAS experiments on NNI 3.0, which does not work out of the box.
 
-Applies to nni 3.0 (the last release). Four failures (``docs/nni-quirks.md``, "Resume"), each
+Applies to nni 3.0 (the last release). Five failures (``docs/nni-quirks.md``, "Resume"), each
 fixed here without touching the installed package:
 
 1. NNI's default checkpoint serializer is ``torch.save``/``torch.load``; torch >= 2.6 loads with
@@ -18,8 +18,14 @@ fixed here without touching the installed package:
    is up, before the strategy starts, and wait until it is RUNNING.
 
 4. NNI's manager that cannot bind its port (``EADDRINUSE``) dies, and NNI's ``start`` then posts
-   the config to, and connects the strategy to, whatever manager answers there. Fix: before the
-   engine starts, check that the manager answering is ours (:func:`check_manager_is_ours`).
+   the config to, and connects the strategy to, whatever manager answers there (another search's,
+   or a plain ``nnictl`` experiment that took the port between NNI's idle check and our manager's
+   bind). Fix: as soon as a manager answers, and before NNI posts anything to it, check that it
+   is not another experiment's (:func:`_refuse_foreign_manager`; a fresh manager has no id until
+   the post); and before the engine starts, that it is ours (:func:`check_manager_is_ours`).
+
+5. NNI gives a starting manager about 3 s to answer; on a loaded machine it gives up, kills it
+   and fails the start. Fix: 30 s (:data:`STARTUP_TRIES`), in the same wrapper as fix 4.
 
 Also: a failed resume's ``stop()`` overwrote the checkpoint with an empty strategy state. Here
 the checkpoint folder is copied aside before resuming, and a resume that failed before loading
@@ -58,6 +64,8 @@ __all__ = ["ResumableNasExperiment", "NasTunerCommandChannel", "SetSafeJsonSeria
            "prepare_resume", "resume_experiment", "use_json_checkpoints", "wait_for_completion"]
 
 _log = logging.getLogger("nni_hwnas.strategies")
+#: Seconds (one try a second) a starting NNI manager gets to answer its REST API (fix 5).
+STARTUP_TRIES = 30
 _TUNER_ONLY_COMMANDS = (CommandType.ImportData, CommandType.AddCustomizedTrialJob)
 _channel_swap_lock = threading.Lock()
 
@@ -104,6 +112,34 @@ class SetSafeJsonSerializer(JsonSerializer):
 def use_json_checkpoints() -> None:
     """Make NNI write and read NAS checkpoints as JSON (fix 1; process-wide, NNI's public API)."""
     set_default_serializer(SetSafeJsonSerializer())
+
+
+@contextlib.contextmanager
+def _refuse_foreign_manager(experiment_id: str) -> Iterator[None]:
+    """Fix 4, first half: wrap NNI's wait for its REST server (``launcher._check_rest_server``, which
+    returns as soon as *any* manager answers) so that one answering as another experiment is
+    refused before NNI posts our config to it. NNI then kills our (dead) manager and re-raises.
+
+    Fix 5: that wait gives a starting manager 3 tries a second apart; node on a loaded machine
+    takes longer ("Create experiment failed ... Connection refused", or the web UI's HTML before
+    the REST API answers), so it is given ``STARTUP_TRIES`` instead."""
+    import nni.experiment.launcher as launcher
+
+    original = launcher._check_rest_server
+
+    def checked(port: int, retry: int = 3, url_prefix: str | None = None) -> None:
+        original(port, max(retry, STARTUP_TRIES), url_prefix)
+        owner = manager_experiment_id(port)
+        if owner is not None and owner != experiment_id:
+            raise UserError(f"port {port} is served by experiment {owner!r}, not by experiment {experiment_id!r} "
+                            "(another NNI manager took the port first); nothing was changed there: "
+                            "choose another --port")
+
+    launcher._check_rest_server = checked
+    try:
+        yield
+    finally:
+        launcher._check_rest_server = original
 
 
 def check_manager_is_ours(experiment: Any, port: int) -> None:
@@ -178,6 +214,10 @@ class ResumableNasExperiment(NasExperiment):
     def start(self, port: int = 8080, debug: bool = False, run_mode: RunMode = RunMode.Background) -> None:
         use_json_checkpoints()
         super().start(port, debug, run_mode)
+
+    def _start_nni_manager(self, port: int, *args: Any, **kwargs: Any) -> None:
+        with _refuse_foreign_manager(self.id):
+            super()._start_nni_manager(port, *args, **kwargs)
 
     def execution_engine_factory(self, config: Any) -> ExecutionEngine:
         if isinstance(config, TrainingServiceEngineConfig):

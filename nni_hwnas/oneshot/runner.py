@@ -30,6 +30,7 @@ import torch
 
 from nni_hwnas.errors import UserError
 from nni_hwnas.experiment.config import RunConfig
+from nni_hwnas.experiment.trial_args import run_budgets
 
 STRATEGIES = ("hw_evolution", "conditioned")
 CONDITIONED_ARGS = ("steps", "n_budgets", "penalty_weight", "hidden", "weight_learning_rate", "arch_learning_rate",
@@ -102,9 +103,9 @@ def run_weight_sharing(config: RunConfig, output: str | Path | None = None,
     info = run_record(config.seed, config.to_dict(), space=space_name, space_choices={k: list(v) for k, v in definition.choices.items()},
                       input_shape=list(data.input_shape), num_classes=data.num_classes, dataset_source=data.source,
                       evaluator="supernet", supernet=record, wall_seconds=time.time() - started, **extra)
-    budget = device.budgets.limits().get("latency_ms")
-    reference = default_reference([rows], OBJECTIVES[0], OBJECTIVES[1], budget)
-    write_results_with_dashboard(out_dir, rows, info, objectives=OBJECTIVES, reference=reference,
+    budgets = run_budgets(config, device)
+    reference = default_reference([rows], OBJECTIVES[0], OBJECTIVES[1], budgets)
+    write_results_with_dashboard(out_dir, rows, info, objectives=OBJECTIVES, reference=reference, budgets=budgets,
                   title=f"{name} on a super-network, {config.dataset.name} ({space_name})")
     if ev.then_train_top_k:
         trained = _then_train(config, definition, rows, name, echo)
@@ -114,7 +115,7 @@ def run_weight_sharing(config: RunConfig, output: str | Path | None = None,
                            "accuracy": t["trained_accuracy"], "default": t["trained_accuracy"],
                            "train_seconds": t["train_seconds"]} for t in trained]
         write_results_with_dashboard(out_dir / "retrained", retrained_rows, {**info, "retrained_from": str(out_dir)},
-                      objectives=OBJECTIVES, reference=reference,
+                      objectives=OBJECTIVES, reference=reference, budgets=budgets,
                       title=f"{name}: front members retrained, {config.dataset.name} ({space_name})")
     echo(f"nni-hwnas: {len(rows)} architectures scored; results in {out_dir}")
     return out_dir
@@ -130,8 +131,7 @@ def _evolution(config: RunConfig, supernet: Any, data: Any, predictor: Any, cost
                               else objectives.pop("objectives", ("score", "cost")))
     # the super-network scores accuracy; costs are predicted latency (other cost metrics: not here yet)
     objectives.update(score_metric="accuracy", cost_metric="latency_ms")
-    budget = config.hardware.budgets.get("latency_ms") if config.hardware.budgets else None
-    args.setdefault("budget", budget)
+    args["budget"] = run_budgets(config).limit("latency_ms")  # the run's (profile's too), never another
     args["objectives"] = objectives
     n = config.experiment.max_trials
     echo(f"nni-hwnas: hw_evolution scoring {n} samples on the super-network")

@@ -23,7 +23,7 @@ import torch
 from nni_hwnas.data.augment import augment_batch
 from nni_hwnas.data.datasets import DatasetSplits
 from nni_hwnas.errors import UserError
-from nni_hwnas.evaluation.training import accuracy, loss_function, make_scheduler
+from nni_hwnas.evaluation.training import SgdSettings, accuracy, loss_function, make_scheduler
 
 from .supernet import SuperNet
 
@@ -31,12 +31,8 @@ SAMPLINGS = ("uniform", "sandwich")
 
 
 @dataclass
-class SupernetSettings:
+class SupernetSettings(SgdSettings):
     epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
     sampling: str = "sandwich"
     n_random: int = 2
     augment: bool = True

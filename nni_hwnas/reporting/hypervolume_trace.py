@@ -13,7 +13,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from nni_hwnas.metrics import direction, within_budget
+from nni_hwnas.budgets import Budgets
+from nni_hwnas.metrics import direction
 from nni_hwnas.reporting.pareto import hypervolume_history, normalize
 
 
@@ -55,10 +56,11 @@ class HvReference:
 
 
 def default_reference(row_sets: Iterable[Sequence[Mapping]], score: str = "accuracy", cost: str = "latency_ms",
-                      cost_budget: float | None = None) -> HvReference:
-    """The budget when there is one, else 1.1x the largest cost any run observed."""
-    if cost_budget is not None:
-        worst = float(cost_budget)
+                      budgets: Budgets | None = None) -> HvReference:
+    """The run's budget on ``cost`` when there is one, else 1.1x the largest cost any run observed."""
+    limit = Budgets.of(budgets).limit(cost)
+    if limit is not None:
+        worst = limit
     else:
         costs = [float(r[cost]) for rows in row_sets for r in rows if _usable(r, score, cost)]
         worst = 1.1 * max(costs) if costs else 1.0
@@ -70,8 +72,10 @@ def _usable(row: Mapping, score: str, cost: str) -> bool:
         isinstance(row.get(k), (int, float)) for k in (score, cost))
 
 
-def hypervolume_curve(rows: Sequence[Mapping], reference: HvReference) -> np.ndarray:
-    """Hypervolume after each row (in the given trial order); failed rows add nothing."""
+def hypervolume_curve(rows: Sequence[Mapping], reference: HvReference, budgets: Budgets | None = None) -> np.ndarray:
+    """Hypervolume after each row (in the given trial order); failed and over-budget rows
+    (:meth:`Budgets.admits`) add nothing."""
+    budgets = Budgets.of(budgets)
     lower, upper, points = [], [], []
     for name, worst, best in ((reference.score, reference.score_worst, reference.score_best),
                               (reference.cost, reference.cost_value(reference.cost_worst),
@@ -81,7 +85,7 @@ def hypervolume_curve(rows: Sequence[Mapping], reference: HvReference) -> np.nda
         lower.append(lo)
         upper.append(hi)
     for row in rows:
-        if _usable(row, reference.score, reference.cost) and within_budget(row):
+        if _usable(row, reference.score, reference.cost) and budgets.admits(row):
             points.append([-float(row[reference.score]) if direction(reference.score) else float(row[reference.score]),
                            -reference.cost_value(row[reference.cost]) if direction(reference.cost)
                            else reference.cost_value(row[reference.cost])])

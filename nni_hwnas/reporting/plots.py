@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import matplotlib
 
@@ -12,11 +12,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_pareto(rows: Sequence[Mapping], front: Sequence[Mapping], path: Path, *, x: str = "latency_ms",
-                y: str = "accuracy", title: str = "") -> Path:
-    """Scatter every trial (over-budget ones hollow) and draw the Pareto front as a staircase."""
+                y: str = "accuracy", title: str = "", within: Callable[[Mapping], bool] | None = None) -> Path:
+    """Scatter every trial (over-budget ones hollow: ``within`` is the run's
+    :meth:`~nni_hwnas.budgets.Budgets.admits`) and draw the Pareto front as a staircase."""
+    from nni_hwnas.budgets import Budgets
+
+    within = within or Budgets().admits
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    inside = [r for r in rows if r.get("within_budget", 1) == 1]
-    outside = [r for r in rows if r.get("within_budget", 1) != 1]
+    inside = [r for r in rows if within(r)]
+    outside = [r for r in rows if not within(r)]
     ax.scatter([r[x] for r in inside], [r[y] for r in inside], s=22, color="tab:blue", alpha=0.6,
                label=f"trials ({len(inside)})")
     if outside:

@@ -15,7 +15,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from nni_hwnas.reporting.hypervolume_trace import HvReference, default_reference, hypervolume_curve
-from nni_hwnas.metrics import CONTRACT_KEYS, direction, to_losses, within_budget
+from nni_hwnas.budgets import Budgets
+from nni_hwnas.metrics import CONTRACT_KEYS, direction, to_losses
 from nni_hwnas.experiment.nni_rest import TrialView
 from nni_hwnas.reporting.pareto import hypervolume, normalize, pareto_front_indices
 from nni_hwnas.reporting.plots import plot_hypervolume, plot_parallel_coordinates, plot_pareto, plot_pareto_matrix
@@ -36,6 +37,12 @@ def trial_rows(views: Iterable[TrialView]) -> list[dict[str, Any]]:
     return rows
 
 
+def run_budgets(run_info: Mapping[str, Any] | None) -> Budgets:
+    """The budgets a run recorded in ``run.json`` (``hardware.budgets``); none for a run without."""
+    hardware = (run_info or {}).get("hardware") or {}
+    return Budgets.of(hardware.get("budgets") if isinstance(hardware, Mapping) else None, "run.json: hardware.budgets")
+
+
 def completed(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> list[Mapping[str, Any]]:
     """Rows that finished and reported every objective."""
     return [r for r in rows if r.get("status") == "SUCCEEDED" and all(
@@ -43,10 +50,12 @@ def completed(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> l
 
 
 def pareto_rows(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str] = DEFAULT_OBJECTIVES,
-                only_within_budget: bool = True) -> list[Mapping[str, Any]]:
-    """The non-dominated rows (over-budget ones excluded unless asked), cheapest first (last objective)."""
+                only_within_budget: bool = True, budgets: Budgets | None = None) -> list[Mapping[str, Any]]:
+    """The non-dominated rows (over-budget ones, by :meth:`Budgets.admits`, excluded unless asked),
+    cheapest first (last objective)."""
+    budgets = Budgets.of(budgets)
     candidates = [r for r in completed(rows, objectives)
-                  if not only_within_budget or within_budget(r)]
+                  if not only_within_budget or budgets.admits(r)]
     if not candidates:
         return []
     indices = pareto_front_indices(to_losses(candidates, objectives))
@@ -74,12 +83,12 @@ def _json_default(value: Any) -> Any:
 
 
 def front_hypervolume(rows: Sequence[Mapping[str, Any]], objectives: Sequence[str],
-                      worst: Mapping[str, float] | None = None) -> dict[str, Any]:
+                      worst: Mapping[str, float] | None = None, budgets: Budgets | None = None) -> dict[str, Any]:
     """The in-budget trials' hypervolume over every objective (any number), normalised with the
     stated bounds: a higher-is-better score in [0, 1] (e.g. accuracy), each cost in [0, its
     ``worst``] (default 1.1 x the largest in ``rows``; pass shared ones to compare runs); the
     reference is the worst corner. Written to ``pareto.json`` and the reports' ``hv3d`` columns."""
-    usable = [r for r in rows if r.get("within_budget", 1) == 1]
+    usable = [r for r in rows if Budgets.of(budgets).admits(r)]
     worst = dict(worst or {})
     lower, upper = [], []
     for name in objectives:
@@ -98,17 +107,22 @@ def front_hypervolume(rows: Sequence[Mapping[str, Any]], objectives: Sequence[st
                        for name, lo, hi in zip(objectives, lower, upper)}}
 
 
-def hypervolume_rows(rows: Sequence[Mapping[str, Any]], reference: HvReference) -> list[dict[str, Any]]:
+def hypervolume_rows(rows: Sequence[Mapping[str, Any]], reference: HvReference,
+                     budgets: Budgets | None = None) -> list[dict[str, Any]]:
     """One row per trial in trial order: the hypervolume reached after it."""
-    curve = hypervolume_curve(rows, reference)
+    curve = hypervolume_curve(rows, reference, budgets)
     return [{"trial_index": i + 1, "trial_id": row.get("trial_id"), "hypervolume": float(hv)}
             for i, (row, hv) in enumerate(zip(rows, curve))]
 
 
 def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]], run_info: Mapping[str, Any],
                   objectives: Sequence[str] = DEFAULT_OBJECTIVES, title: str = "",
-                  reference: HvReference | None = None, current_settings: int | None = None) -> dict[str, Path]:
+                  reference: HvReference | None = None, current_settings: int | None = None,
+                  budgets: Budgets | None = None) -> dict[str, Path]:
     """Write every results file into ``out_dir`` and return their paths.
+
+    ``budgets``: the run's (None: read from ``run_info['hardware']['budgets']``, as ``run.json``
+    records them); the front, its hypervolume, the plot and the hypervolume reference use them.
 
     ``current_settings``: after a resume that changed what a trial means, ``trials.*`` keep every
     row (each with its ``settings``) but the front and hypervolume use this settings' rows only.
@@ -126,20 +140,22 @@ def write_results(out_dir: Path, rows: Sequence[Mapping[str, Any]], run_info: Ma
     write_json(paths["trials.json"], list(rows))
     if current_settings is not None:
         rows = [r for r in rows if r.get("settings", current_settings) == current_settings]
-    front = pareto_rows(rows, objectives)
+    budgets = run_budgets(run_info) if budgets is None else budgets
+    front = pareto_rows(rows, objectives, budgets=budgets)
     done = completed(rows, objectives)
     summary = {"objectives": list(objectives), "only_within_budget": True, "settings": current_settings,
                "trials_completed": len(done), "front": list(front)}
     if len(objectives) > 2:
-        summary["hypervolume"] = front_hypervolume(done, objectives)
+        summary["hypervolume"] = front_hypervolume(done, objectives, budgets=budgets)
         paths["pareto_parallel.png"] = out_dir / "pareto_parallel.png"
         plot_pareto_matrix(done, front, paths["pareto.png"], objectives=objectives, title=title)
         plot_parallel_coordinates(done, front, paths["pareto_parallel.png"], objectives=objectives, title=title)
     else:
-        plot_pareto(done, front, paths["pareto.png"], x=objectives[1], y=objectives[0], title=title)
+        plot_pareto(done, front, paths["pareto.png"], x=objectives[1], y=objectives[0], title=title,
+                    within=budgets.admits)
     write_json(paths["pareto.json"], summary)
-    reference = reference or default_reference([rows], objectives[0], objectives[1])
-    trace = hypervolume_rows(rows, reference)
+    reference = reference or default_reference([rows], objectives[0], objectives[1], budgets)
+    trace = hypervolume_rows(rows, reference, budgets)
     with paths["hypervolume.csv"].open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["trial_index", "trial_id", "hypervolume"])
         writer.writeheader()
