@@ -42,6 +42,7 @@ from nni_hwnas.reporting.pareto import pareto_front_indices
 from .objectives import LabelEncoder, ObjectiveConfig, loss_matrix
 from .operators import mutate, random_sample, uniform_crossover
 from .progressive import ProgressiveSchedule
+from .model_proposal import PairwiseOneHot, rank_candidates
 from .surrogate import OneHot, pick_child
 from .selection import rank_and_crowding, tournament
 
@@ -50,6 +51,9 @@ __all__ = ["HwEvolution", "SpaceExhausted", "STATE_FORMAT"]
 STATE_FORMAT = "hw_evolution/1"
 DEFAULT_SURROGATE_CANDIDATES = 1
 DEFAULT_ACTIVE_MUTATION = True
+DEFAULT_MODEL_POOL = 200
+_VIEW_CACHE_SIZE = 20000  # raw sample -> (id, canonical view) of pool candidates
+DEFAULT_MODEL_OPTIMISM = 1.0
 _log = logging.getLogger("nni_hwnas.strategies")
 
 Sample = dict[str, Any]
@@ -139,7 +143,8 @@ class HwEvolution:
                  budget: float | None = None, screen_slack: float = 0.1, max_attempts: int = 200,
                  progressive: ProgressiveSchedule | Mapping[str, Any] | str | None = None,
                  surrogate_candidates: int = DEFAULT_SURROGATE_CANDIDATES,
-                 active_mutation: bool = DEFAULT_ACTIVE_MUTATION) -> None:
+                 active_mutation: bool = DEFAULT_ACTIVE_MUTATION, model_pool: int = DEFAULT_MODEL_POOL,
+                 model_optimism: float = DEFAULT_MODEL_OPTIMISM) -> None:
         self.labels: dict[str, tuple] = _check_labels(labels)
         n_mutable = sum(len(v) > 1 for v in self.labels.values())
         _check_int("population_size", population_size, 2)
@@ -149,6 +154,9 @@ class HwEvolution:
         _check_int("initial_random", initial_random, 0)
         _check_int("max_attempts", max_attempts, 1)
         _check_int("surrogate_candidates", surrogate_candidates, 1)
+        _check_int("model_pool", model_pool, 0)
+        if not (_is_number(model_optimism) and model_optimism >= 0):
+            raise UserError(f"`model_optimism` must be a number >= 0, got {model_optimism!r}")
         if mutation_prob is None:
             mutation_prob = 1.0 / max(1, n_mutable)
         _check_fraction("mutation_prob", mutation_prob)
@@ -171,7 +179,12 @@ class HwEvolution:
             raise UserError("`progressive` needs `stages` (the values each stage adds) for a space that has none")
         self.surrogate_candidates = int(surrogate_candidates)
         self.active_mutation = bool(active_mutation)
+        self.model_pool = int(model_pool)
+        self.model_optimism = float(model_optimism)
         self._onehot = OneHot(self.labels)
+        self._pairwise = PairwiseOneHot(self.labels)
+        self._features: dict[str, np.ndarray] = {}  # id -> pairwise one-hot of the canonical sample (a cache)
+        self._views: dict[tuple, tuple[str, Mapping[str, Any]]] = {}  # raw sample -> (id, canonical), bounded
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._identity = identity or default_identity(self.labels)
@@ -359,7 +372,8 @@ class HwEvolution:
                          "initial_random": self.initial_random, "mutation_prob": self.mutation_prob,
                          "crossover_prob": self.crossover_prob, "objectives": self.objectives.as_dict(),
                          "budget": self.budget, "screen_slack": self.screen_slack, "seed": self.seed,
-                         "surrogate_candidates": self.surrogate_candidates, "active_mutation": self.active_mutation},
+                         "surrogate_candidates": self.surrogate_candidates, "active_mutation": self.active_mutation,
+                         "model_pool": self.model_pool, "model_optimism": self.model_optimism},
             "rng": _jsonable_rng_state(self.rng.bit_generator.state),
             "history": [_copy_record(r) for r in self._history],
             "population": [int(i) for i in self._population],
@@ -397,6 +411,7 @@ class HwEvolution:
         self._since_front_change = int(progress.get("since_front_change", 0))
         self._widenings = [dict(w) for w in progress.get("widenings", [])]
         self._codes.clear()
+        self._features.clear()
 
     # ------------------------------------------------------------------ proposing
 
@@ -404,6 +419,10 @@ class HwEvolution:
         """A new child (evolved or random) that passes screening; see :meth:`ask`."""
         fallback: tuple[float, Sample] | None = None
         labels = self.search_labels()
+        if evolving and self._model_ready():
+            chosen = self._model_proposal()
+            if chosen is not None:
+                return chosen
         if evolving:
             selector = self._selector()
             child: Sample = {}
@@ -497,6 +516,82 @@ class HwEvolution:
         only = list(self._canonical(parent)) if self._canonical and self.active_mutation else None
         return mutate(parent, self.search_labels(), self.rng, self.mutation_prob, only=only)
 
+    def _model_ready(self) -> bool:
+        """Model-based proposals need a pool, exactly two objectives (score, cost) and 2 told trials."""
+        if self.model_pool <= 0 or tuple(self.objectives.use) != ("score", "cost"):
+            return False
+        return len(self._told_for(self.front_objectives())) >= 2 and len(self.front_objectives()) == 2
+
+    def _told_for(self, names: list[str]) -> list[dict[str, Any]]:
+        return [r for r in self._history if r["status"] == "succeeded" and all(n in r["metrics"] for n in names)]
+
+    def _model_proposal(self) -> tuple[Sample, str, float | None] | None:
+        """The pool candidate with the largest optimistic hypervolume gain that passes screening
+        (:mod:`strategies.model_proposal`); None when the pool has nothing new."""
+        pool = self._candidate_pool()
+        if not pool:
+            return None
+        names = self.front_objectives()
+        told = self._told_for(names)
+        losses = to_losses([r["metrics"] for r in told], names)
+        if self.budget is not None and self.objectives.penalty != "none":
+            losses = loss_matrix([r["metrics"] for r in told], self.objectives, self.budget)
+        known_x = np.stack([self._feature(r["id"], r["sample"]) for r in told])
+        pending_x = np.stack([self._feature(cid, s) for cid, s in self._pending.items()]) if self._pending else None
+        candidate_x = self._pairwise.encode([view for _, _, view in pool])
+        order = rank_candidates(known_x, losses, candidate_x, self.rng, pending_x, self.model_optimism)
+        for index in order:
+            cid, child, _ = pool[int(index)]
+            verdict, predicted = self._judge(child)
+            if verdict == "new":
+                return child, "model", predicted
+        return None
+
+    def _candidate_pool(self) -> list[tuple[str, Sample, Mapping[str, Any]]]:
+        """New architectures to score: every single-label change of each observed front member (over
+        the labels that matter), double changes and crossovers of front members, and random samples."""
+        labels = self.search_labels()
+        front = [self._full(r["sample"]) for r in self.pareto_front(within_budget=False)]
+        children: list[Sample] = []
+        for parent in front:
+            only = list(self._canonical(parent)) if self._canonical else list(labels)
+            for label in only:
+                for value in labels.get(label, ()):
+                    if value != parent[label]:
+                        children.append({**parent, label: value})
+            for _ in range(4):
+                children.append(mutate(parent, labels, self.rng, min(1.0, 2.0 / max(1, len(only))), only=only))
+        for _ in range(2 * len(front)):
+            first, second = (front[int(i)] for i in self.rng.integers(len(front), size=2))
+            children.append(self._mutate(uniform_crossover(first, second, labels, self.rng)))
+        children.extend(random_sample(labels, self.rng) for _ in range(self.model_pool))
+        pool: dict[str, tuple[str, Sample, Mapping[str, Any]]] = {}
+        for child in children:
+            cid, view = self._view(child)
+            if cid not in pool and cid not in self._history_index and cid not in self._pending \
+                    and cid not in self._screened:
+                pool[cid] = (cid, child, view)
+        return list(pool.values())
+
+    def _view(self, sample: Sample) -> tuple[str, Mapping[str, Any]]:
+        """``(identity, canonical sample)``, cached: front neighbours come back every proposal."""
+        key = tuple(_hashable(sample[label]) for label in self.labels)
+        hit = self._views.get(key)
+        if hit is None:
+            if len(self._views) >= _VIEW_CACHE_SIZE:
+                self._views.clear()
+            hit = (self.identity(sample), self._canonical(sample) if self._canonical else sample)
+            self._views[key] = hit
+        return hit
+
+    def _feature(self, cid: str, sample: Mapping[str, Any]) -> np.ndarray:
+        row = self._features.get(cid)
+        if row is None:
+            view = self._canonical(sample) if self._canonical else sample
+            row = self._pairwise.encode([view])[0]
+            self._features[cid] = row
+        return row
+
     def _surrogate_pick(self, children: list[Sample]) -> int:
         """Which of ``children`` to evaluate: see :func:`strategies.surrogate.pick_child`."""
         names = self.front_objectives()
@@ -538,6 +633,13 @@ def _check_labels(labels: Mapping[str, Sequence[Any]]) -> dict[str, tuple]:
             raise UserError(f"choice {label!r} has no values")
         out[str(label)] = values
     return out
+
+
+def _hashable(value: Any) -> Any:
+    """A dict key for a label value (lists from JSON become tuples; True stays apart from 1)."""
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    return (type(value) is bool, value)
 
 
 def _is_number(value: Any) -> bool:
