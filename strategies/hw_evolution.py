@@ -53,7 +53,7 @@ DEFAULT_SURROGATE_CANDIDATES = 1
 DEFAULT_ACTIVE_MUTATION = True
 DEFAULT_MODEL_POOL = 200
 _VIEW_CACHE_SIZE = 20000  # raw sample -> (id, canonical view) of pool candidates
-DEFAULT_MODEL_OPTIMISM = 1.0
+DEFAULT_MODEL_OPTIMISM = 0.0
 _log = logging.getLogger("nni_hwnas.strategies")
 
 Sample = dict[str, Any]
