@@ -2,10 +2,11 @@
 
 After the initial design, each proposal:
 
-1. fits a small bootstrap ensemble of ridge regressions per objective on everything told so far
-   (the score loss, and *each cost too*: no cost predictor is assumed), over a one-hot encoding of
-   the canonical sample plus all pairwise products (NAS-Bench-201's latency is close to additive
-   over operations, its accuracy is not: pairs of edges interact);
+1. fits ridge regressions per objective on everything told so far (the score loss, and *each cost
+   too*: no cost predictor is assumed), over a one-hot encoding of the canonical sample plus all
+   pairwise products (pairs of NAS-Bench-201 edges interact; one-hot alone lost 0.02 of the
+   hypervolume share at 50 trials). Costs are learned on a log scale, the score loss on the
+   normal scores of its ranks. A bootstrap ensemble gives a spread when ``optimism`` > 0;
 2. scores a candidate pool: random samples plus single and double mutations and crossovers of the
    observed front, deduplicated by architecture identity, nothing known proposed again;
 3. takes the candidate whose predicted point (score loss optimistic by ``optimism`` ensemble
@@ -107,7 +108,7 @@ def exclusive_hv_2d(front: np.ndarray, points: np.ndarray, reference: np.ndarray
 
 def rank_candidates(known_x: np.ndarray, known_losses: np.ndarray, candidate_x: np.ndarray,
                     rng: np.random.Generator, pending_x: np.ndarray | None = None, optimism: float = 1.0,
-                    n_models: int = 10, alpha: float = 1.0, thompson: bool = False) -> np.ndarray:
+                    n_models: int = 10, alpha: float = 1.0) -> np.ndarray:
     """Candidate indices, best first, by optimistic hypervolume improvement (2 objectives).
 
     Args:
@@ -119,12 +120,11 @@ def rank_candidates(known_x: np.ndarray, known_losses: np.ndarray, candidate_x: 
         optimism: Ensemble spreads subtracted from the predicted score loss.
     """
     with _one_blas_thread():
-        return _rank(known_x, known_losses, candidate_x, rng, pending_x, optimism, n_models, alpha, thompson)
+        return _rank(known_x, known_losses, candidate_x, rng, pending_x, optimism, n_models, alpha)
 
 
 def _rank(known_x: np.ndarray, known_losses: np.ndarray, candidate_x: np.ndarray, rng: np.random.Generator,
-          pending_x: np.ndarray | None, optimism: float, n_models: int, alpha: float,
-          thompson: bool) -> np.ndarray:
+          pending_x: np.ndarray | None, optimism: float, n_models: int, alpha: float) -> np.ndarray:
     lower, upper = known_losses.min(axis=0), known_losses.max(axis=0)
     span = np.where(upper > lower, upper - lower, 1.0)
     scaled = (known_losses - lower) / span
@@ -147,7 +147,7 @@ def _rank(known_x: np.ndarray, known_losses: np.ndarray, candidate_x: np.ndarray
 
     predicted = to_scaled(model.predict(candidate_x))  # (models, m, 2)
     mean, spread = predicted.mean(axis=0), predicted.std(axis=0)
-    optimistic = predicted[int(rng.integers(n_models))] if thompson else mean.copy()
+    optimistic = mean.copy()
     optimistic[:, 0] -= optimism * spread[:, 0]
     front = scaled
     if pending_x is not None and len(pending_x):
