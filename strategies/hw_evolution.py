@@ -9,7 +9,13 @@ objectives)::
         sample = evo.ask()                      # dict: label -> value, never proposed before
         evo.tell(sample, train_and_measure(sample))   # or tell(sample, None, failed=True)
 
-- The first ``initial_random`` proposals are random; after that every child comes from parents
+- The first ``initial_random`` proposals are random. After that, by default (``model_pool`` > 0,
+  objectives score and cost), every proposal is **model-based** (:mod:`strategies.model_proposal`,
+  BANANAS / LINAS style): ridge models learned from the told trials predict the score and the cost
+  of a pool of candidates (every single change of each observed front member, double changes and
+  crossovers of front members, and ``model_pool`` random samples), and the candidate that adds the
+  most predicted hypervolume to the observed front is proposed.
+- Otherwise (``model_pool=0``, or more objectives) every child comes from parents
   picked by tournament on Pareto rank, then crowding (:mod:`strategies.selection`), over the
   objectives of :mod:`strategies.objectives`, by uniform crossover and mutation
   (:mod:`strategies.operators`).
@@ -43,6 +49,7 @@ from nni_hwnas.reporting.pareto import pareto_front_indices
 from .objectives import LabelEncoder, ObjectiveConfig, loss_matrix
 from .operators import mutate, random_sample, uniform_crossover
 from .progressive import ProgressiveSchedule
+from .model_proposal import PairwiseOneHot, rank_candidates
 from .surrogate import OneHot, pick_child
 from .selection import rank_and_crowding, tournament
 
@@ -51,6 +58,9 @@ __all__ = ["HwEvolution", "SpaceExhausted", "STATE_FORMAT"]
 STATE_FORMAT = "hw_evolution/1"
 DEFAULT_SURROGATE_CANDIDATES = 1
 DEFAULT_ACTIVE_MUTATION = True
+DEFAULT_MODEL_POOL = 200
+_VIEW_CACHE_SIZE = 20000  # raw sample -> (id, canonical view) of pool candidates
+DEFAULT_MODEL_OPTIMISM = 0.0
 _log = logging.getLogger("nni_hwnas.strategies")
 
 Sample = dict[str, Any]
@@ -130,6 +140,17 @@ class HwEvolution:
             NAS-Bench-201 CIFAR-10 (error vs latency, 30 seeds) it raised the mean hypervolume
             share from 0.885 to 0.897 at 50 trials and 0.931 to 0.934 at 100, and lowered IGD+
             at both (not significant alone; ``experiments/benchmarks/search_quality.py``).
+        model_pool: Random samples added to each model-based proposal's pool (beside the front's
+            neighbours and crossovers); 0 = plain evolution after the random start. On
+            NAS-Bench-201 CIFAR-10, error vs latency, 10 seeds, evolution (``model_pool=0``)
+            reached 0.900 of the true front's hypervolume at 50 trials and 0.925 at 100; the
+            model-based proposals 0.952 and 0.967 (20 more seeds: 0.929 and 0.959). 200: 50 and
+            1000 were within noise of it (0.926-0.928 at 50), 1000 at 2.5x the time.
+        model_optimism: Ensemble spreads subtracted from the predicted score loss (an upper
+            confidence bound). 0 (greedy on the mean): 0.942/0.960 at 50/100 trials (10 seeds)
+            against 0.926/0.955 with 0.5, 0.925/0.942 with 1 and 0.888/0.928 with 2; picking one
+            bootstrap replica instead (Thompson sampling) reached 0.915/0.961 (measured in
+            the order the changes were made, before the rank warp of the score).
     """
 
     def __init__(self, labels: Mapping[str, Sequence[Any]], *, population_size: int = 20,
@@ -143,7 +164,8 @@ class HwEvolution:
                  max_attempts: int = 200,
                  progressive: ProgressiveSchedule | Mapping[str, Any] | str | None = None,
                  surrogate_candidates: int = DEFAULT_SURROGATE_CANDIDATES,
-                 active_mutation: bool = DEFAULT_ACTIVE_MUTATION) -> None:
+                 active_mutation: bool = DEFAULT_ACTIVE_MUTATION, model_pool: int = DEFAULT_MODEL_POOL,
+                 model_optimism: float = DEFAULT_MODEL_OPTIMISM) -> None:
         self.labels: dict[str, tuple] = _check_labels(labels)
         n_mutable = sum(len(v) > 1 for v in self.labels.values())
         _check_int("population_size", population_size, 2)
@@ -153,6 +175,9 @@ class HwEvolution:
         _check_int("initial_random", initial_random, 0)
         _check_int("max_attempts", max_attempts, 1)
         _check_int("surrogate_candidates", surrogate_candidates, 1)
+        _check_int("model_pool", model_pool, 0)
+        if not (_is_number(model_optimism) and model_optimism >= 0):
+            raise UserError(f"`model_optimism` must be a number >= 0, got {model_optimism!r}")
         if mutation_prob is None:
             mutation_prob = 1.0 / max(1, n_mutable)
         _check_fraction("mutation_prob", mutation_prob)
@@ -178,7 +203,12 @@ class HwEvolution:
             raise UserError("`progressive` needs `stages` (the values each stage adds) for a space that has none")
         self.surrogate_candidates = int(surrogate_candidates)
         self.active_mutation = bool(active_mutation)
+        self.model_pool = int(model_pool)
+        self.model_optimism = float(model_optimism)
         self._onehot = OneHot(self.labels)
+        self._pairwise = PairwiseOneHot(self.labels)
+        self._features: dict[str, np.ndarray] = {}  # id -> pairwise one-hot of the canonical sample (a cache)
+        self._views: dict[tuple, tuple[str, Mapping[str, Any]]] = {}  # raw sample -> (id, canonical), bounded
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._identity = identity or default_identity(self.labels)
@@ -366,7 +396,8 @@ class HwEvolution:
                          "initial_random": self.initial_random, "mutation_prob": self.mutation_prob,
                          "crossover_prob": self.crossover_prob, "objectives": self.objectives.as_dict(),
                          "budget": self.budget, "screen_slack": self.screen_slack, "seed": self.seed,
-                         "surrogate_candidates": self.surrogate_candidates, "active_mutation": self.active_mutation},
+                         "surrogate_candidates": self.surrogate_candidates, "active_mutation": self.active_mutation,
+                         "model_pool": self.model_pool, "model_optimism": self.model_optimism},
             "rng": _jsonable_rng_state(self.rng.bit_generator.state),
             "history": [_copy_record(r) for r in self._history],
             "population": [int(i) for i in self._population],
@@ -404,6 +435,7 @@ class HwEvolution:
         self._since_front_change = int(progress.get("since_front_change", 0))
         self._widenings = [dict(w) for w in progress.get("widenings", [])]
         self._codes.clear()
+        self._features.clear()
 
     # ------------------------------------------------------------------ proposing
 
@@ -411,6 +443,10 @@ class HwEvolution:
         """A new child (evolved or random) that passes screening; see :meth:`ask`."""
         fallback: tuple[float, Sample] | None = None
         labels = self.search_labels()
+        if evolving and self._model_ready():
+            chosen = self._model_proposal()
+            if chosen is not None:
+                return chosen
         if evolving:
             selector = self._selector()
             child: Sample = {}
@@ -504,6 +540,85 @@ class HwEvolution:
         only = list(self._canonical(parent)) if self._canonical and self.active_mutation else None
         return mutate(parent, self.search_labels(), self.rng, self.mutation_prob, only=only)
 
+    def _model_ready(self) -> bool:
+        """Model-based proposals need a pool, exactly two objectives (score, cost) and 2 told trials."""
+        if self.model_pool <= 0 or tuple(self.objectives.use) != ("score", "cost"):
+            return False
+        return len(self._told_for(self.front_objectives())) >= 2 and len(self.front_objectives()) == 2
+
+    def _told_for(self, names: list[str]) -> list[dict[str, Any]]:
+        return [r for r in self._history if r["status"] == "succeeded" and all(n in r["metrics"] for n in names)]
+
+    def _model_proposal(self) -> tuple[Sample, str, float | None] | None:
+        """The pool candidate with the largest optimistic hypervolume gain that passes screening
+        (:mod:`strategies.model_proposal`); None when the pool has nothing new."""
+        pool = self._candidate_pool()
+        if not pool:
+            return None
+        names = self.front_objectives()
+        told = self._told_for(names)
+        losses = to_losses([r["metrics"] for r in told], names)
+        if self.budget is not None and self.objectives.penalty != "none":
+            losses = loss_matrix([r["metrics"] for r in told], self.objectives, self.budget)
+        known_x = np.stack([self._feature(r["id"], r["sample"]) for r in told])
+        pending_x = np.stack([self._feature(cid, s) for cid, s in self._pending.items()]) if self._pending else None
+        candidate_x = self._pairwise.encode([view for _, _, view in pool])
+        # Greedy on the mean needs no ensemble: the mean of 10 bootstrap fits gave the same
+        # hypervolume as one fit on all trials (10 seeds: 0.952/0.967 vs 0.945/0.968 at 50/100).
+        order = rank_candidates(known_x, losses, candidate_x, self.rng, pending_x, self.model_optimism,
+                                n_models=10 if self.model_optimism > 0 else 1)
+        for index in order:
+            cid, child, _ = pool[int(index)]
+            verdict, predicted = self._judge(child)
+            if verdict == "new":
+                return child, "model", predicted
+        return None
+
+    def _candidate_pool(self) -> list[tuple[str, Sample, Mapping[str, Any]]]:
+        """New architectures to score: every single-label change of each observed front member (over
+        the labels that matter), double changes and crossovers of front members, and random samples."""
+        labels = self.search_labels()
+        front = [self._full(r["sample"]) for r in self.pareto_front(within_budget=False)]
+        children: list[Sample] = []
+        for parent in front:
+            only = list(self._canonical(parent)) if self._canonical else list(labels)
+            for label in only:
+                for value in labels.get(label, ()):
+                    if value != parent[label]:
+                        children.append({**parent, label: value})
+            for _ in range(4):
+                children.append(mutate(parent, labels, self.rng, min(1.0, 2.0 / max(1, len(only))), only=only))
+        for _ in range(2 * len(front)):
+            first, second = (front[int(i)] for i in self.rng.integers(len(front), size=2))
+            children.append(self._mutate(uniform_crossover(first, second, labels, self.rng)))
+        children.extend(random_sample(labels, self.rng) for _ in range(self.model_pool))
+        pool: dict[str, tuple[str, Sample, Mapping[str, Any]]] = {}
+        for child in children:
+            cid, view = self._view(child)
+            if cid not in pool and cid not in self._history_index and cid not in self._pending \
+                    and cid not in self._screened:
+                pool[cid] = (cid, child, view)
+        return list(pool.values())
+
+    def _view(self, sample: Sample) -> tuple[str, Mapping[str, Any]]:
+        """``(identity, canonical sample)``, cached: front neighbours come back every proposal."""
+        key = tuple(_hashable(sample[label]) for label in self.labels)
+        hit = self._views.get(key)
+        if hit is None:
+            if len(self._views) >= _VIEW_CACHE_SIZE:
+                self._views.clear()
+            hit = (self.identity(sample), self._canonical(sample) if self._canonical else sample)
+            self._views[key] = hit
+        return hit
+
+    def _feature(self, cid: str, sample: Mapping[str, Any]) -> np.ndarray:
+        row = self._features.get(cid)
+        if row is None:
+            view = self._canonical(sample) if self._canonical else sample
+            row = self._pairwise.encode([view])[0]
+            self._features[cid] = row
+        return row
+
     def _surrogate_pick(self, children: list[Sample]) -> int:
         """Which of ``children`` to evaluate: see :func:`strategies.surrogate.pick_child`."""
         names = self.front_objectives()
@@ -545,6 +660,13 @@ def _check_labels(labels: Mapping[str, Sequence[Any]]) -> dict[str, tuple]:
             raise UserError(f"choice {label!r} has no values")
         out[str(label)] = values
     return out
+
+
+def _hashable(value: Any) -> Any:
+    """A dict key for a label value (lists from JSON become tuples; True stays apart from 1)."""
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    return (type(value) is bool, value)
 
 
 def _is_number(value: Any) -> bool:

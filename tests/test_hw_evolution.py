@@ -291,7 +291,7 @@ def test_screening_rejects_children_predicted_far_over_budget():
     assert len(state["screened"]) > 0 and all(v > 10.0 for v in state["screened"].values())
     history = evo.history  # each trial says how it was proposed and what the screen predicted
     assert all(r["predicted_cost"] == r["metrics"]["latency_ms"] for r in history)
-    assert [r["origin"] for r in history[:8]] == ["random"] * 8 and {r["origin"] for r in history[8:]} == {"evolved"}
+    assert [r["origin"] for r in history[:8]] == ["random"] * 8 and {r["origin"] for r in history[8:]} == {"model"}
     # Random sampling alone would have spent most of those trials over budget.
     rng = np.random.default_rng(0)
     over = np.mean([toy_metrics(random_sample(TOY, rng))["latency_ms"] > 10.0 for _ in range(1000)])
