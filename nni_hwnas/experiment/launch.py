@@ -308,10 +308,11 @@ def hardware_record(prepared: PreparedSearch) -> dict[str, Any]:
 
 def result_objectives(config: RunConfig) -> tuple[str, ...]:
     """(score, cost[, second cost]) of the results' Pareto front: accuracy (or the proxy score),
-    the cost metric, and ``hw_evolution``'s second cost when it is an objective (a 3-D front)."""
+    the cost metric (ours: their ``cost_metric``), and ``hw_evolution``'s second cost when it is an
+    objective (a 3-D front)."""
     cost = config.evaluator.cost_metric if config.evaluator.kind == "cost" else "latency_ms"
     score = "accuracy" if config.evaluator.kind in ("train", "tabular") else "default"
-    if config.strategy.name == "hw_evolution":
+    if config.strategy.name in ("hw_evolution", "cmaes"):
         args = config.strategy.args or {}
         cost = str(args.get("cost_metric", cost))
         if "second_cost" in (args.get("objectives") or ()):

@@ -1,4 +1,4 @@
-"""``nni-hwnas register`` / ``unregister``: our tuner under a name nnictl configs can use.
+"""``nni-hwnas register`` / ``unregister``: our tuners and assessor under names nnictl configs can use.
 
 Wraps ``nnictl algo register --meta`` (which writes ``registered_algorithms.yml`` under
 ``$NNI_CONFIG_DIR``) so it is idempotent and checked: registering twice updates the entry;
@@ -22,6 +22,13 @@ META = {
     "className": "strategies.nni_tuner.HwEvolutionTuner",
     "classArgsValidator": "strategies.nni_tuner.HwEvolutionClassArgsValidator",
 }
+#: Multi-objective CMA-ES: ``tuner: {name: CmaEs, classArgs: {space: nb201, cost_metric: latency_ms}}``.
+CMAES_META = {
+    "algoType": "tuner",
+    "builtinName": "CmaEs",
+    "className": "strategies.nni_tuner.CmaEsTuner",
+    "classArgsValidator": "strategies.nni_tuner.CmaEsClassArgsValidator",
+}
 #: MO-ASHA early stopping for nnictl configs: ``assessor: {name: MoAsha, classArgs: {max_epochs: 9}}``.
 ASSESSOR_META = {
     "algoType": "assessor",
@@ -29,6 +36,7 @@ ASSESSOR_META = {
     "className": "strategies.nni_multi_fidelity.MoAshaAssessor",
     "classArgsValidator": "strategies.nni_multi_fidelity.MoAshaClassArgsValidator",
 }
+ALL_META = (META, CMAES_META, ASSESSOR_META)
 
 
 def nnictl_path() -> str:
@@ -67,10 +75,13 @@ def _unregister_one(meta: dict) -> str:
     return f"unregistered {kind} {name}"
 
 
+OUR_NAMES = tuple(meta["builtinName"] for meta in ALL_META)
+
+
 def register() -> str:
-    """Register our tuner (``HwEvolution``) and our assessor (``MoAsha``)."""
-    return "\n".join(_register_one(meta) for meta in (META, ASSESSOR_META))
+    """Register our tuners (``HwEvolution``, ``CmaEs``) and our assessor (``MoAsha``)."""
+    return "\n".join(_register_one(meta) for meta in ALL_META)
 
 
 def unregister() -> str:
-    return "\n".join(_unregister_one(meta) for meta in (META, ASSESSOR_META))
+    return "\n".join(_unregister_one(meta) for meta in ALL_META)

@@ -20,7 +20,7 @@ def _builtin(name: str) -> Callable[..., Any]:
 
 
 BUILTIN_STRATEGIES = ("Random", "GridSearch", "RegularizedEvolution", "TPE", "PolicyBasedRL")
-OUR_STRATEGIES = ("hw_evolution",)
+OUR_STRATEGIES = ("hw_evolution", "cmaes")
 
 
 def strategy_names() -> list[str]:
@@ -38,13 +38,17 @@ def make_strategy(name: str, args: Mapping[str, Any] | None, seed: int, *, defin
                   budget: float | None = None) -> Any:
     """Build the NNI strategy ``name`` with ``args``; the run's seed is passed where accepted.
 
-    Ours (``hw_evolution``) also takes the space definition (architecture identity), a cost
+    Ours take the space definition (architecture identity); ``hw_evolution`` also a cost
     predictor to screen children with, and the profile's budget for its cost metric.
     """
     if name == "hw_evolution":
         from strategies.nni_strategy import make_hw_evolution
 
         return make_hw_evolution(args, seed, definition=definition, screen=screen, budget=budget)
+    if name == "cmaes":
+        from strategies.nni_strategy import make_cmaes
+
+        return make_cmaes(args, seed, definition=definition)
     if name not in BUILTIN_STRATEGIES:
         raise unknown("strategy", name, strategy_names())
     factory = _builtin(name)
