@@ -172,8 +172,13 @@ def multi_fidelity_rule(config: RunConfig) -> Any:
                         mf.cost_metric)
 
 
-def early_stopper(config: RunConfig, client: NniRestClient) -> Any:
-    """A context that runs MO-ASHA over the experiment's trials (a no-op context when off)."""
+#: The MO-ASHA stopper's state in NNI's experiment folder: what ``--resume`` continues from.
+MO_ASHA_STATE = "mo_asha_state.json"
+
+
+def early_stopper(config: RunConfig, client: NniRestClient, exp_dir: Path | None = None) -> Any:
+    """A context that runs MO-ASHA over the experiment's trials (a no-op context when off); its
+    state lives in ``exp_dir`` (read back on resume)."""
     import contextlib
 
     rule = multi_fidelity_rule(config)
@@ -181,7 +186,8 @@ def early_stopper(config: RunConfig, client: NniRestClient) -> Any:
         return contextlib.nullcontext()
     from strategies.nni_multi_fidelity import RestEarlyStopper
 
-    return RestEarlyStopper(rule, client, config.multi_fidelity.poll_interval_s)
+    state = None if exp_dir is None else exp_dir / MO_ASHA_STATE
+    return RestEarlyStopper(rule, client, config.multi_fidelity.poll_interval_s, state_path=state)
 
 
 def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print) -> Any:
@@ -455,7 +461,7 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
     interrupted = False
     out_dir = Path(output or config.output or Path("results") / experiment.id)
     objectives = result_objectives(config)
-    stopper = early_stopper(config, client)
+    stopper = early_stopper(config, client, exp_dir)
     board = None
     if dashboard is not None:
         from nni_hwnas.dashboard.cli import search_dashboard
@@ -494,7 +500,8 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
                                                            "trained": train_top_of_front(prepared, front, echo)})
         if hasattr(stopper, "summary"):
             write_json(out_dir / "multi_fidelity.json", stopper.summary())
-            echo(f"nni-hwnas: MO-ASHA stopped {len(stopper.killed)} trial(s) early (rungs {stopper.rule.rungs})")
+            echo(f"nni-hwnas: MO-ASHA stopped {len(stopper.killed)} trial(s) early (rungs {stopper.rule.rungs})"
+                 + (" in all, continuing its saved rungs" if stopper.resumed else ""))
         if hasattr(strategy, "core"):
             write_json(out_dir / "strategy_history.json", {"history": strategy.core.history,
                                                            "pareto": strategy.export_pareto()})
