@@ -82,12 +82,13 @@ def prepare(config: RunConfig) -> PreparedSearch:
 
     from nni_hwnas.data.datasets import load_dataset
     from nni_hwnas.evaluation.training import check_precision
-    from nni_hwnas.experiment.strategy_registry import strategy_names
+    from nni_hwnas.experiment.strategy_registry import check_our_args, strategy_names
 
     if config.strategy.name not in strategy_names():
         from nni_hwnas.errors import unknown
 
         raise unknown("strategy", config.strategy.name, strategy_names())
+    check_our_args(config.strategy.name, config.strategy.args)
     space_name, choices = resolve_space(config)
     trial_objective_args(config)
     multi_fidelity_rule(config)

@@ -27,6 +27,16 @@ def strategy_names() -> list[str]:
     return [*OUR_STRATEGIES, *BUILTIN_STRATEGIES]
 
 
+def check_our_args(name: str, args: Mapping[str, Any] | None) -> None:
+    """Check the ``args`` of one of our strategies by name and value, without importing NNI (so a
+    bad one fails before the data is loaded); others are checked when they are built."""
+    from strategies.settings import CmaEsSettings, HwEvolutionSettings
+
+    settings = {"hw_evolution": HwEvolutionSettings, "cmaes": CmaEsSettings}.get(name)
+    if settings is not None:
+        settings.from_args({k: v for k, v in (args or {}).items() if k != "poll_interval_s"})
+
+
 def _accepted_args(factory: Callable[..., Any]) -> list[str]:
     signature = inspect.signature(factory.__init__ if inspect.isclass(factory) else factory)
     return [p.name for p in signature.parameters.values()
