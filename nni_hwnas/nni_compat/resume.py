@@ -106,6 +106,24 @@ def use_json_checkpoints() -> None:
     set_default_serializer(SetSafeJsonSerializer())
 
 
+#: Seconds NNI's launcher waits for its manager's REST server (NNI 3.0: 3 tries a second apart).
+MANAGER_START_S = 60
+
+
+def patient_manager_start(seconds: int = MANAGER_START_S) -> None:
+    """Give NNI's manager ``seconds`` to answer, not 3: on a loaded machine Node.js takes longer
+    to start and NNI then gives up with ``Connection refused`` (docs/nni-quirks.md)."""
+    from nni.experiment import launcher
+
+    original = getattr(launcher._check_rest_server, "__wrapped__", launcher._check_rest_server)
+
+    def check(port: int, retry: int = 3, url_prefix: str | None = None) -> None:
+        original(port, max(retry, seconds), url_prefix)
+
+    check.__wrapped__ = original  # type: ignore[attr-defined]
+    launcher._check_rest_server = check
+
+
 def check_manager_is_ours(experiment: Any, port: int) -> None:
     """Fix 4: refuse to drive a manager that is not this experiment's (ours died on ``EADDRINUSE``)."""
     proc = getattr(experiment, "_proc", None)
@@ -177,6 +195,7 @@ class ResumableNasExperiment(NasExperiment):
 
     def start(self, port: int = 8080, debug: bool = False, run_mode: RunMode = RunMode.Background) -> None:
         use_json_checkpoints()
+        patient_manager_start()
         super().start(port, debug, run_mode)
 
     def execution_engine_factory(self, config: Any) -> ExecutionEngine:
