@@ -24,6 +24,7 @@ import numpy as np
 
 from nni_hwnas.errors import UserError
 from nni_hwnas.metrics import to_losses
+from nni_hwnas.reporting.pareto import pareto_front_indices
 
 from .hw_evolution import SpaceExhausted, _check_labels, _jsonable_rng_state, default_identity
 from .objectives import ObjectiveConfig
@@ -63,10 +64,12 @@ class CmaEs:
         self.blocks = [len(self.labels[label]) for label in self.mutable]
         self.dim = sum(self.blocks)
         lam = 4 + int(3 * math.log(self.dim)) if population_size is None else population_size
-        if not (isinstance(lam, int) and lam >= 4):
+        if not (isinstance(lam, int) and not isinstance(lam, bool) and lam >= 4):
             raise UserError(f"`population_size` must be an integer >= 4, got {population_size!r}")
-        if not (isinstance(sigma, (int, float)) and sigma > 0):
+        if not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and sigma > 0):
             raise UserError(f"`sigma` must be a number > 0, got {sigma!r}")
+        if not (isinstance(max_attempts, int) and not isinstance(max_attempts, bool) and max_attempts >= 1):
+            raise UserError(f"`max_attempts` must be an integer >= 1, got {max_attempts!r}")
         self.population_size, self.sigma0, self.max_attempts = lam, float(sigma), int(max_attempts)
         self.objectives = ObjectiveConfig.create(objectives)
         self.seed = seed
@@ -134,6 +137,35 @@ class CmaEs:
     def history(self) -> list[dict[str, Any]]:
         """Every told trial in tell order: ``id``, ``sample``, ``status``, ``losses``, ``metrics``."""
         return [dict(self._table[cid]) for cid in self._order]
+
+    @property
+    def pending(self) -> list[Sample]:
+        """Proposals not yet told, oldest first."""
+        return [dict(s) for s in self._pending.values()]
+
+    def mark_pending(self, sample: Mapping[str, Any]) -> None:
+        """Note an architecture running elsewhere (e.g. a trial NNI re-runs on resume)."""
+        cid = self.identity(sample)
+        if cid not in self._table:
+            self._pending.setdefault(cid, dict(sample))
+
+    def forget_pending(self, sample: Mapping[str, Any]) -> None:
+        """Drop a proposal that will never be evaluated; its draw leaves the generation, which
+        would otherwise wait for it forever."""
+        cid = self.identity(sample)
+        self._pending.pop(cid, None)
+        self._generation = [(x, g) for x, g in self._generation if g != cid or g in self._table]
+
+    def pareto_front(self, within_budget: bool = True) -> list[dict[str, Any]]:
+        """Non-dominated successful trials over (score up, cost down), cheapest first.
+
+        ``within_budget`` is accepted for the adapters' sake: CMA-ES has no budget.
+        """
+        told = [self._table[cid] for cid in self._order if self._table[cid]["losses"] is not None]
+        if not told:
+            return []
+        idx = pareto_front_indices(np.array([r["losses"] for r in told]))
+        return sorted((dict(told[i]) for i in idx), key=lambda r: r["losses"][1])
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -10,13 +10,19 @@
   from the REST API the web UI reads, and stops trials with the same ``DELETE /trial-jobs/<id>``
   that ``Experiment.kill_trial_job`` sends (NNI marks them ``USER_CANCELED``). It works with any
   strategy, ours or NNI's; a stopped trial reaches the strategy as failed, so it is never a parent
-  and never proposed again.
+  and never proposed again. Its state (every rung's results, the stopped trials, the reports
+  already judged) is saved beside the experiment after each change, so ``--resume`` continues
+  the same rungs: a trial promoted before the stop is not judged again at that rung, and a trial
+  NNI re-runs is judged from the first epoch it had not reported yet.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import urllib.error
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from nni.assessor import AssessResult, Assessor
@@ -94,14 +100,23 @@ class RestEarlyStopper(BackgroundLoop):
     """MO-ASHA for a running ``NasExperiment``: polls intermediate reports, kills the trials it stops.
 
     Use as a context manager around the experiment's run. ``client`` is an
-    :class:`~nni_hwnas.experiment.nni_rest.NniRestClient` on the experiment's port.
+    :class:`~nni_hwnas.experiment.nni_rest.NniRestClient` on the experiment's port. With
+    ``state_path``, the state is read from there when the file exists (a resumed experiment) and
+    written there after every poll that changed it.
     """
 
-    def __init__(self, rule: MoAsha, client: Any, poll_interval_s: float = 0.5) -> None:
+    STATE_FORMAT = "mo_asha_stopper/1"
+
+    def __init__(self, rule: MoAsha, client: Any, poll_interval_s: float = 0.5,
+                 state_path: str | Path | None = None) -> None:
         super().__init__("mo-asha")
         self.rule, self.client, self.poll_interval_s = rule, client, float(poll_interval_s)
         self.killed: dict[str, int] = {}  # trial id -> epochs it had reported when stopped
         self._seen: dict[str, int] = {}  # trial id -> intermediate reports already judged
+        self.state_path = None if state_path is None else Path(state_path)
+        self.resumed = self.state_path is not None and self.state_path.is_file()
+        if self.resumed:
+            self.load_state_dict(json.loads(self.state_path.read_text()))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_interval_s):
@@ -112,7 +127,15 @@ class RestEarlyStopper(BackgroundLoop):
 
     def poll(self) -> None:
         """Judge every new intermediate report of running trials, in epoch order; kill the stopped."""
-        for view in self.client.trials():
+        before = (dict(self._seen), dict(self.killed))
+        try:
+            self._judge(self.client.trials())
+        finally:
+            if self.state_path is not None and (dict(self._seen), dict(self.killed)) != before:
+                self._save()
+
+    def _judge(self, views: Sequence[Any]) -> None:
+        for view in views:
             seen = self._seen.get(view.trial_id, 0)
             if view.status != "RUNNING" or view.trial_id in self.killed:
                 for epoch in range(seen + 1, len(view.intermediate) + 1):  # ended before a poll saw it
@@ -126,6 +149,23 @@ class RestEarlyStopper(BackgroundLoop):
                     self.killed[view.trial_id] = epoch
                     break
             self._seen[view.trial_id] = len(view.intermediate)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"format": self.STATE_FORMAT, "rule": self.rule.state_dict(), "killed": dict(self.killed),
+                "seen": dict(self._seen)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("format") != self.STATE_FORMAT:
+            raise UserError(f"multi_fidelity: {self.state_path} is not a saved MO-ASHA state")
+        self.rule.load_state_dict(state["rule"])  # refuses other rungs
+        self.killed = {str(t): int(e) for t, e in state["killed"].items()}
+        self._seen = {str(t): int(n) for t, n in state["seen"].items()}
+
+    def _save(self) -> None:
+        """Write the state atomically: a stop in the middle leaves the previous one whole."""
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state_dict()))
+        os.replace(tmp, self.state_path)
 
     def summary(self) -> dict[str, Any]:
         """What the rule did: rungs, reduction factor, per-rung counts, killed trials."""

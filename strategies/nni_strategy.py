@@ -1,7 +1,8 @@
-"""``HwEvolutionStrategy``: :class:`~strategies.hw_evolution.HwEvolution` as an NNI NAS ``Strategy``.
+"""Our ask/tell cores as NNI NAS ``Strategy`` objects: ``hw_evolution`` and ``cmaes``.
 
-A thin adapter: ask -> ``model_space.freeze(sample)`` -> ``engine.submit_models``; on the
-trial's end -> tell. Everything the search decides lives in the core; this module only speaks
+A thin adapter, shared by both cores (:class:`~strategies.hw_evolution.HwEvolution`,
+:class:`~strategies.cmaes.CmaEs`): ask -> ``model_space.freeze(sample)`` -> ``engine.submit_models``;
+on the trial's end -> tell. Everything the search decides lives in the core; this module only speaks
 NNI's event API:
 
 - ``FinalMetricEvent.metric`` carries the trial's raw metric *dict* (``model.metric`` keeps
@@ -34,9 +35,10 @@ from nni_hwnas.errors import UserError, unknown
 from nni_hwnas.nni_compat.rest import TERMINAL_STATUSES, declared_value, final_parameter_id
 
 from .hw_evolution import HwEvolution, SpaceExhausted
-from .settings import HwEvolutionSettings
+from .settings import CmaEsSettings, HwEvolutionSettings
 
-__all__ = ["HwEvolutionStrategy", "make_hw_evolution", "STRATEGY_NAME", "CONFIG_ARGS"]
+__all__ = ["AskTellStrategy", "HwEvolutionStrategy", "CmaEsStrategy", "make_hw_evolution", "make_cmaes",
+           "STRATEGY_NAME", "CONFIG_ARGS", "CMAES_CONFIG_ARGS"]
 
 STRATEGY_NAME = "hw_evolution"
 STATE_FORMAT = "hw_evolution_strategy/1"
@@ -52,63 +54,45 @@ class _Running:
     metrics: dict[str, Any] | None = None
 
 
-class HwEvolutionStrategy(Strategy):
-    """Multi-objective regularized evolution for NNI NAS experiments (``strategy: hw_evolution``).
+class AskTellStrategy(Strategy):
+    """An ask/tell core (``ask``, ``tell``, ``identity``, ``pending``, ``mark_pending``,
+    ``forget_pending``, ``history``, ``pareto_front``, ``state_dict``) as an NNI NAS strategy.
 
-    The search settings are one :class:`~strategies.settings.HwEvolutionSettings`, plain data a
-    config YAML gives (``strategy: {name: hw_evolution, args: {population_size: 16, budget: 5.0}}``). See
-    :class:`~strategies.hw_evolution.HwEvolution` for the search settings and why their defaults
-    suit 50-100 trials, and :class:`~strategies.objectives.ObjectiveConfig` for the objectives.
+    Subclasses say how the core is built from the space's labels (:meth:`_make_core`).
 
-    Args (the settings' fields, then the adapter's own):
-        objectives: Objectives in use: ``score``, ``cost``, ``novelty``, ``cost_diversity``.
-        score_metric, cost_metric, penalty, penalty_weight, novelty_k, diversity_k,
-            second_cost_metric (the ``second_cost`` objective's metric, default ``params``): see
-            :class:`~strategies.objectives.ObjectiveConfig`.
-        budget: Cost budget in ``cost_metric`` units (the profile's budget), or None.
-        progressive: ``off``, or ``{after_trials: [...], patience: K, stages: [[...], ...]}``
-            (:class:`~strategies.progressive.ProgressiveSchedule`); without ``stages`` the
-            space's own (``staged_net``: stage 1 ops, + depthwise/dilated, + attention).
+    Args:
         definition: The space's :class:`~search_spaces.definition.SpaceDefinition`. Found by
             itself for our ``HwModelSpace`` spaces; needed only for other spaces that have one.
         identity: sample -> architecture id; default ``definition.arch_id`` (ignores unused
             layers), else a hash of every label.
-        screen: sample -> predicted cost (e.g. a latency predictor's ``predict``), for screening
-            children before they cost a trial; used with ``budget``.
         poll_interval_s: How often to look for a free worker / read NNI's database.
-        budgets: The run's :class:`~nni_hwnas.budgets.Budgets` (``budget`` is their ``cost_metric``
-            limit; a different one is refused).
     """
 
-    def __init__(self, settings: HwEvolutionSettings | None = None, *, definition: Any = None,
-                 identity: Callable[[Mapping[str, Any]], str] | None = None,
-                 screen: Callable[[Mapping[str, Any]], float | None] | None = None,
-                 poll_interval_s: float = 1.0, budgets: Budgets | None = None) -> None:
+    NAME = "?"
+
+    def __init__(self, *, definition: Any = None, identity: Callable[[Mapping[str, Any]], str] | None = None,
+                 poll_interval_s: float = 1.0) -> None:
         super().__init__()
-        self.budgets = budgets
-        settings = settings or HwEvolutionSettings()
-        self.objective_config, self.settings = settings.objective_config(), settings.search_settings()
         self.definition = definition
-        self.screen = screen
         self.poll_interval_s = float(poll_interval_s)
         self._identity = identity
-        self._core: HwEvolution | None = None
+        self._core: Any = None
         self._pending_state: Mapping[str, Any] | None = None
         self._running: dict[int, _Running] = {}  # id(model) -> its record (a strong reference)
         self._lock = threading.RLock()  # NNI calls back from its listener thread
         self._last_reconcile = 0.0
 
-    def extra_repr(self) -> str:
-        shown = {k: v for k, v in self.settings.items() if v is not None}
-        return ", ".join(f"{k}={v}" for k, v in shown.items()) + f", objectives={list(self.objective_config.use)}"
+    def _make_core(self, labels: dict[str, tuple], definition: Any,
+                   identity: Callable[[Mapping[str, Any]], str] | None) -> Any:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ what the lead / users read
 
     @property
-    def core(self) -> HwEvolution:
-        """The ask/tell core (history, population, Pareto front); exists after initialisation."""
+    def core(self) -> Any:
+        """The ask/tell core (history, Pareto front); exists after initialisation."""
         if self._core is None:
-            raise RuntimeError("HwEvolutionStrategy is not initialised with a model space yet")
+            raise RuntimeError(f"{type(self).__name__} is not initialised with a model space yet")
         return self._core
 
     def export_pareto(self, within_budget: bool = True) -> list[dict[str, Any]]:
@@ -123,7 +107,7 @@ class HwEvolutionStrategy(Strategy):
         if not sort:
             yield from super().list_models(sort=False, limit=limit)
             return
-        score = self.objective_config.score_metric
+        score = self.core.objectives.score_metric
         with self._lock:
             front = self.core.pareto_front(within_budget=False)
             front_ids = {r["id"] for r in front}
@@ -140,27 +124,17 @@ class HwEvolutionStrategy(Strategy):
     # ------------------------------------------------------------------ NNI's Strategy hooks
 
     def _initialize(self, model_space: ExecutableModelSpace, engine: ExecutionEngine) -> ExecutableModelSpace:
-        labels = _categorical_labels(model_space)
+        labels = _categorical_labels(model_space, self.NAME)
         definition = self.definition if self.definition is not None else find_definition(model_space)
-        identity, canonical = self._identity, None
+        identity = self._identity
         if definition is not None:
             mine = definition.mutable_labels()
             if set(mine) != set(labels):
-                raise UserError(f"hw_evolution: the space definition's labels {sorted(mine)} differ from "
+                raise UserError(f"{self.NAME}: the space definition's labels {sorted(mine)} differ from "
                                 f"the NNI model space's {sorted(labels)}")
             labels = {label: tuple(mine[label]) for label in labels}
             identity = identity or definition.arch_id
-            canonical = definition.canonical
-        settings = dict(self.settings)
-        schedule = settings["progressive"]
-        if schedule is not None and schedule.stages is None:
-            stages = getattr(definition, "progressive_stages", None)
-            if stages is None:
-                raise UserError("hw_evolution: `progressive` needs `stages` (the values each stage adds): "
-                                f"space {getattr(definition, 'name', '?')!r} defines none")
-            settings["progressive"] = schedule.with_stages(stages)
-        self._core = HwEvolution(labels, objectives=self.objective_config, identity=identity, canonical=canonical,
-                                 screen=self.screen, budgets=self.budgets, **settings)
+        self._core = self._make_core(labels, definition, identity)
         if self._pending_state is not None:
             self._core.load_state_dict(self._pending_state)
             self._pending_state = None
@@ -184,7 +158,7 @@ class HwEvolutionStrategy(Strategy):
                 try:
                     sample = self.core.ask()
                 except SpaceExhausted as exc:
-                    _log.warning("hw_evolution: %s; stopping the search", exc)
+                    _log.warning("%s: %s; stopping the search", self.NAME, exc)
                     break
                 model = self.model_space.freeze(sample)
                 self._running[id(model)] = _Running(model, sample)
@@ -199,7 +173,7 @@ class HwEvolutionStrategy(Strategy):
     def load_state_dict(self, state_dict: dict) -> None:
         core = (state_dict or {}).get("core")
         if not core:
-            _log.warning("hw_evolution: the checkpoint holds no strategy state; starting from NNI's trial list")
+            _log.warning("%s: the checkpoint holds no strategy state; starting from NNI's trial list", self.NAME)
             return
         with self._lock:
             if self._core is None:
@@ -223,7 +197,7 @@ class HwEvolutionStrategy(Strategy):
             del self._running[id(event.model)]
             if event.status == ModelStatus.Trained and entry.metrics is None:
                 # The end overtook the metric: leave it pending; NNI's database settles it.
-                _log.debug("hw_evolution: %s ended before its metric arrived; reading it back later", entry.sample)
+                _log.debug("%s: %s ended before its metric arrived; reading it back later", self.NAME, entry.sample)
                 return
             ok = event.status == ModelStatus.Trained
             self.core.tell(entry.sample, entry.metrics if ok else None, failed=not ok)
@@ -252,7 +226,7 @@ class HwEvolutionStrategy(Strategy):
         try:
             jobs = binding.list_trial_jobs()
         except Exception as exc:  # manager starting or stopping: try again later
-            _log.debug("hw_evolution: cannot read NNI's trial list (%s)", exc)
+            _log.debug("%s: cannot read NNI's trial list (%s)", self.NAME, exc)
             return
         # parameter id -> sample. A trial's listed parameters can be another trial's (NNI's manager
         # hands queued parameter sets to whichever trial asks first); its final metric's
@@ -283,7 +257,7 @@ class HwEvolutionStrategy(Strategy):
                     metrics = _metric_dict(final.data) if final is not None else None
                     ok = job.status == "SUCCEEDED" and metrics is not None
                     if self.core.tell(sample, metrics if ok else None, failed=not ok):
-                        _log.info("hw_evolution: took %s trial %s from NNI's database", job.status, job.trialJobId)
+                        _log.info("%s: took %s trial %s from NNI's database", self.NAME, job.status, job.trialJobId)
                 else:
                     self.core.mark_pending(sample)
             for cid, key in list(live.items()):
@@ -306,17 +280,97 @@ class HwEvolutionStrategy(Strategy):
         self._reconcile(settle_live=True)
 
 
+class HwEvolutionStrategy(AskTellStrategy):
+    """Multi-objective regularized evolution for NNI NAS experiments (``strategy: hw_evolution``).
+
+    The search settings are one :class:`~strategies.settings.HwEvolutionSettings`, plain data a
+    config YAML gives (``strategy: {name: hw_evolution, args: {population_size: 16, budget: 5.0}}``). See
+    :class:`~strategies.hw_evolution.HwEvolution` for the search settings and why their defaults
+    suit 50-100 trials, and :class:`~strategies.objectives.ObjectiveConfig` for the objectives.
+
+    Args (the settings' fields, then the adapter's own):
+        objectives: Objectives in use: ``score``, ``cost``, ``novelty``, ``cost_diversity``.
+        score_metric, cost_metric, penalty, penalty_weight, novelty_k, diversity_k,
+            second_cost_metric (the ``second_cost`` objective's metric, default ``params``): see
+            :class:`~strategies.objectives.ObjectiveConfig`.
+        budget: Cost budget in ``cost_metric`` units (the profile's budget), or None.
+        progressive: ``off``, or ``{after_trials: [...], patience: K, stages: [[...], ...]}``
+            (:class:`~strategies.progressive.ProgressiveSchedule`); without ``stages`` the
+            space's own (``staged_net``: stage 1 ops, + depthwise/dilated, + attention).
+        surrogate_candidates, active_mutation: see :class:`~strategies.hw_evolution.HwEvolution`.
+        definition, identity, poll_interval_s: see :class:`AskTellStrategy`.
+        screen: sample -> predicted cost (e.g. a latency predictor's ``predict``), for screening
+            children before they cost a trial; used with ``budget``.
+        budgets: The run's :class:`~nni_hwnas.budgets.Budgets` (``budget`` is their ``cost_metric``
+            limit; a different one is refused).
+    """
+
+    NAME = STRATEGY_NAME
+
+    def __init__(self, settings: HwEvolutionSettings | None = None, *, definition: Any = None,
+                 identity: Callable[[Mapping[str, Any]], str] | None = None,
+                 screen: Callable[[Mapping[str, Any]], float | None] | None = None,
+                 poll_interval_s: float = 1.0, budgets: Budgets | None = None) -> None:
+        super().__init__(definition=definition, identity=identity, poll_interval_s=poll_interval_s)
+        self.budgets = budgets
+        settings = settings or HwEvolutionSettings()
+        self.objective_config, self.settings = settings.objective_config(), settings.search_settings()
+        self.screen = screen
+
+    def extra_repr(self) -> str:
+        shown = {k: v for k, v in self.settings.items() if v is not None}
+        return ", ".join(f"{k}={v}" for k, v in shown.items()) + f", objectives={list(self.objective_config.use)}"
+
+    def _make_core(self, labels: dict[str, tuple], definition: Any,
+                   identity: Callable[[Mapping[str, Any]], str] | None) -> HwEvolution:
+        settings = dict(self.settings)
+        schedule = settings["progressive"]
+        if schedule is not None and schedule.stages is None:
+            stages = getattr(definition, "progressive_stages", None)
+            if stages is None:
+                raise UserError("hw_evolution: `progressive` needs `stages` (the values each stage adds): "
+                                f"space {getattr(definition, 'name', '?')!r} defines none")
+            settings["progressive"] = schedule.with_stages(stages)
+        canonical = definition.canonical if definition is not None else None
+        return HwEvolution(labels, objectives=self.objective_config, identity=identity, canonical=canonical,
+                           screen=self.screen, budgets=self.budgets, **settings)
+
+
+class CmaEsStrategy(AskTellStrategy):
+    """Multi-objective CMA-ES (:class:`~strategies.cmaes.CmaEs`) for NNI NAS experiments
+    (``strategy: {name: cmaes, args: {population_size: 14, sigma: 1.0, cost_metric: latency_ms}}``).
+
+    Args: a :class:`~strategies.settings.CmaEsSettings`, then as :class:`AskTellStrategy`.
+    """
+
+    NAME = "cmaes"
+
+    def __init__(self, settings: CmaEsSettings | None = None, *, definition: Any = None,
+                 identity: Callable[[Mapping[str, Any]], str] | None = None, poll_interval_s: float = 1.0) -> None:
+        super().__init__(definition=definition, identity=identity, poll_interval_s=poll_interval_s)
+        self.settings = settings or CmaEsSettings()
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in vars(self.settings).items() if v is not None)
+
+    def _make_core(self, labels: dict[str, tuple], definition: Any,
+                   identity: Callable[[Mapping[str, Any]], str] | None) -> Any:
+        from .cmaes import CmaEs
+
+        return CmaEs(labels, identity=identity, **self.settings.core_args())
+
+
 # ---------------------------------------------------------------------- helpers
 
 
-def _categorical_labels(model_space: ExecutableModelSpace) -> dict[str, tuple]:
+def _categorical_labels(model_space: ExecutableModelSpace, name: str) -> dict[str, tuple]:
     labels: dict[str, tuple] = {}
     for label, mutable in model_space.simplify().items():
         if not isinstance(mutable, Categorical):
-            raise UserError(f"hw_evolution searches categorical choices only; {label!r} is {type(mutable).__name__}")
+            raise UserError(f"{name} searches categorical choices only; {label!r} is {type(mutable).__name__}")
         labels[label] = tuple(mutable.values)
     if not labels:
-        raise UserError("hw_evolution: the model space has no choices to search")
+        raise UserError(f"{name}: the model space has no choices to search")
     return labels
 
 
@@ -374,6 +428,18 @@ def _sample_of_parameters(parameters: Any) -> dict[str, Any] | None:
 
 
 CONFIG_ARGS: tuple[str, ...] = (*HwEvolutionSettings.names(), "poll_interval_s")
+CMAES_CONFIG_ARGS: tuple[str, ...] = (*CmaEsSettings.names(), "poll_interval_s")
+
+
+def _config_kwargs(name: str, args: Mapping[str, Any] | None, allowed: tuple[str, ...],
+                   seed: int | None) -> tuple[dict[str, Any], float]:
+    """``strategy.args`` checked by name, the run's seed filled in; (settings args, poll interval)."""
+    kwargs = dict(args or {})
+    for key in kwargs:
+        if key not in allowed:
+            raise unknown(f"argument of strategy {name!r}", key, allowed)
+    kwargs.setdefault("seed", seed)
+    return kwargs, float(kwargs.pop("poll_interval_s", 1.0))
 
 
 def make_hw_evolution(args: Mapping[str, Any] | None, seed: int | None = None, *, definition: Any = None,
@@ -390,12 +456,7 @@ def make_hw_evolution(args: Mapping[str, Any] | None, seed: int | None = None, *
         budgets: The run's budgets (profile and ``hardware.budgets``); ``args``' ``budget`` must
             agree with their ``cost_metric`` limit, and penalty, screening and front read them.
     """
-    kwargs = dict(args or {})
-    for key in kwargs:
-        if key not in CONFIG_ARGS:
-            raise unknown(f"argument of strategy {STRATEGY_NAME!r}", key, CONFIG_ARGS)
-    kwargs.setdefault("seed", seed)
-    poll_interval_s = float(kwargs.pop("poll_interval_s", 1.0))
+    kwargs, poll_interval_s = _config_kwargs(STRATEGY_NAME, args, CONFIG_ARGS, seed)
     strategy = HwEvolutionStrategy(HwEvolutionSettings.from_args(kwargs), definition=definition, screen=screen,
                                    poll_interval_s=poll_interval_s, budgets=budgets)
     if budgets is not None:  # a `budget` that disagrees with the run's fails now, not when NNI starts
@@ -407,3 +468,9 @@ def make_hw_evolution(args: Mapping[str, Any] | None, seed: int | None = None, *
         raise UserError(f"hw_evolution: `progressive` needs `stages` (the values each stage adds): "
                         f"space {definition.name!r} defines none")
     return strategy
+
+
+def make_cmaes(args: Mapping[str, Any] | None, seed: int | None = None, *, definition: Any = None) -> CmaEsStrategy:
+    """``cmaes`` from a config's ``strategy.args`` (names in :data:`CMAES_CONFIG_ARGS`) and the run's seed."""
+    kwargs, poll_interval_s = _config_kwargs("cmaes", args, CMAES_CONFIG_ARGS, seed)
+    return CmaEsStrategy(CmaEsSettings.from_args(kwargs), definition=definition, poll_interval_s=poll_interval_s)

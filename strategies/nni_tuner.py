@@ -1,16 +1,17 @@
-"""``HwEvolutionTuner``: the same ask/tell evolution as an NNI HPO ``Tuner`` for ``nnictl create``.
+"""Our ask/tell cores as NNI HPO ``Tuner`` objects for ``nnictl create``: ``HwEvolution`` and ``CmaEs``.
 
-A thin adapter over :class:`~strategies.hw_evolution.HwEvolution` (no second copy of the
-algorithm): ``generate_parameters`` = ask, ``receive_trial_result`` = tell with NNI's whole
-metric dict (``default`` plus our metrics), ``trial_end`` tells failures, ``import_data`` tells
-earlier results (``nnictl resume``/``experiment import``). Registered for configs as
-``tuner: {name: HwEvolution}`` by ``nni-hwnas register``.
+A thin adapter over the core (no second copy of the algorithm), shared by both:
+``generate_parameters`` = ask, ``receive_trial_result`` = tell with NNI's whole metric dict
+(``default`` plus our metrics), ``trial_end`` tells failures, ``import_data`` tells earlier results
+(``nnictl resume``/``experiment import``). Registered for configs as ``tuner: {name: HwEvolution}``
+and ``tuner: {name: CmaEs}`` by ``nni-hwnas register``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from nni.tuner import Tuner
 from nni.utils import ClassArgsValidator
@@ -18,29 +19,32 @@ from nni.utils import ClassArgsValidator
 from nni_hwnas.errors import UserError
 
 from .hw_evolution import HwEvolution, SpaceExhausted
-from .settings import HwEvolutionSettings
+from .settings import CmaEsSettings, HwEvolutionSettings
 
 _log = logging.getLogger("nni_hwnas.tuner")
 
 TUNER_NAME = "HwEvolution"
+CMAES_TUNER_NAME = "CmaEs"
 
 
-class HwEvolutionTuner(Tuner):
-    """Multi-objective regularized evolution over an nnictl search space.
+class AskTellTuner(Tuner):
+    """An ask/tell core over an nnictl search space; subclasses build the core (:meth:`_make_core`).
 
     Args:
-        space: Our space the search-space JSON came from (``conv_net`` or ``medmnist_cnn``), so
+        space: Our space the search-space JSON came from (``conv_net``, ``nb201``, ...), so
             architectures that differ only in unused layers count as one; None hashes every label.
-        class_args: the names of :class:`~strategies.settings.HwEvolutionSettings` (nnictl's
-            ``classArgs`` arrive as keywords; each is checked there, an unknown one by name).
     """
 
-    def __init__(self, space: str | None = None, **class_args: Any) -> None:
+    NAME = "?"
+
+    def __init__(self, space: str | None = None) -> None:
         self.space = space
-        settings = HwEvolutionSettings.from_args(class_args, what=f"classArg of tuner {TUNER_NAME!r}")
-        self.objective_config, self.settings = settings.objective_config(), settings.search_settings()
-        self.core: HwEvolution | None = None
+        self.core: Any = None
         self._asked: dict[int, dict[str, Any]] = {}  # parameter_id -> sample still running
+
+    def _make_core(self, labels: dict[str, tuple], identity: Callable[[Mapping[str, Any]], str] | None,
+                   canonical: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None) -> Any:
+        raise NotImplementedError
 
     def update_search_space(self, search_space: Mapping[str, Any]) -> None:
         labels: dict[str, tuple] = {}
@@ -55,8 +59,7 @@ class HwEvolutionTuner(Tuner):
 
             definition = definition_from_labels(self.space, labels)
             identity, canonical = definition.arch_id, definition.canonical
-        self.core = HwEvolution(labels, objectives=self.objective_config, identity=identity,
-                                canonical=canonical, **self.settings)
+        self.core = self._make_core(labels, identity, canonical)
 
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
         if self.core is None:
@@ -85,20 +88,71 @@ class HwEvolutionTuner(Tuner):
         for record in data:
             value = record.get("value")
             if isinstance(value, str):
-                import json
-
                 value = json.loads(value)
             metrics = dict(value) if isinstance(value, Mapping) else {"default": float(value)}
             self.core.tell(dict(record["parameter"]), metrics)
+
+
+class HwEvolutionTuner(AskTellTuner):
+    """Multi-objective regularized evolution over an nnictl search space.
+
+    Args:
+        space: as :class:`AskTellTuner`.
+        class_args: the names of :class:`~strategies.settings.HwEvolutionSettings` (nnictl's
+            ``classArgs`` arrive as keywords; each is checked there, an unknown one by name).
+    """
+
+    NAME = TUNER_NAME
+
+    def __init__(self, space: str | None = None, **class_args: Any) -> None:
+        super().__init__(space)
+        settings = HwEvolutionSettings.from_args(class_args, what=f"classArg of tuner {self.NAME!r}")
+        self.objective_config, self.settings = settings.objective_config(), settings.search_settings()
+
+    def _make_core(self, labels: dict[str, tuple], identity: Callable[[Mapping[str, Any]], str] | None,
+                   canonical: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None) -> HwEvolution:
+        return HwEvolution(labels, objectives=self.objective_config, identity=identity, canonical=canonical,
+                           **self.settings)
+
+
+class CmaEsTuner(AskTellTuner):
+    """Multi-objective CMA-ES (:class:`~strategies.cmaes.CmaEs`) over an nnictl search space.
+
+    Args:
+        space: as :class:`AskTellTuner`.
+        class_args: the names of :class:`~strategies.settings.CmaEsSettings`.
+    """
+
+    NAME = CMAES_TUNER_NAME
+
+    def __init__(self, space: str | None = None, **class_args: Any) -> None:
+        super().__init__(space)
+        self.settings = CmaEsSettings.from_args(class_args, what=f"classArg of tuner {self.NAME!r}")
+
+    def _make_core(self, labels: dict[str, tuple], identity: Callable[[Mapping[str, Any]], str] | None,
+                   canonical: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None) -> Any:
+        from .cmaes import CmaEs
+
+        return CmaEs(labels, identity=identity, **self.settings.core_args())
+
+
+def check_class_args(tuner: type[AskTellTuner], kwargs: Mapping[str, Any]) -> None:
+    """Build ``tuner`` from ``classArgs``; a bad one is a one-line ``ValueError`` naming the tuner."""
+    try:
+        tuner(**kwargs)
+    except (TypeError, UserError) as exc:
+        raise ValueError(f"{tuner.NAME} classArgs: {exc}") from None
 
 
 class HwEvolutionClassArgsValidator(ClassArgsValidator):
     """Rejects bad ``classArgs`` at ``nnictl create`` time, in one line, instead of a dead dispatcher."""
 
     def validate_class_args(self, **kwargs: Any) -> None:
-        try:
-            HwEvolutionTuner(**kwargs)
-        except TypeError as exc:
-            raise ValueError(f"{TUNER_NAME} classArgs: {exc}") from None
-        except UserError as exc:
-            raise ValueError(f"{TUNER_NAME} classArgs: {exc}") from None
+        check_class_args(HwEvolutionTuner, kwargs)
+
+
+class CmaEsClassArgsValidator(ClassArgsValidator):
+    """As :class:`HwEvolutionClassArgsValidator`, for ``CmaEs``."""
+
+    def validate_class_args(self, **kwargs: Any) -> None:
+        check_class_args(CmaEsTuner, kwargs)

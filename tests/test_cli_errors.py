@@ -41,6 +41,48 @@ def test_search_bad_input_is_one_line_exit_2(tmp_path, capsys, text, fragment):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("args, fragment", [
+    ("{name: hw_evolution, args: {surrogate_candidates: 0}}", "`surrogate_candidates` must be an integer >= 1, got 0"),
+    ("{name: hw_evolution, args: {active_mutation: maybe}}", "`active_mutation` must be true or false, got 'maybe'"),
+    ("{name: hw_evolution, args: {active_mutaton: false}}", "did you mean 'active_mutation'"),
+    ("{name: cmaes, args: {sigma: -1}}", "`sigma` must be a number > 0, got -1"),
+    ("{name: cmaes, args: {surrogate_candidates: 4}}", "unknown argument of strategy 'cmaes' 'surrogate_candidates'"),
+])
+def test_bad_strategy_args_are_one_line_exit_2_before_nni_starts(tmp_path, capsys, args, fragment):
+    from conftest import free_port
+
+    text = f"dataset: {{name: digits}}\nstrategy: {args}\nexperiment: {{working_directory: {tmp_path / 'exps'}}}\n"
+    code, err = run_cli(tmp_path, text, "--port", str(free_port()), "--no-dashboard", capsys=capsys)
+    assert code == 2
+    assert fragment in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "exps").exists()  # refused before NNI made an experiment
+
+
+@pytest.mark.parametrize("tuner, class_args, fragment", [
+    ("HwEvolution", {"surrogate_candidates": 0}, "HwEvolution classArgs: `surrogate_candidates` must be an integer >= 1"),
+    ("HwEvolution", {"active_mutation": "yes"}, "HwEvolution classArgs: `active_mutation` must be true or false"),
+    ("CmaEs", {"population_size": 2}, "CmaEs classArgs: `population_size` must be an integer >= 4"),
+    ("CmaEs", {"sigma": 1, "simga": 2}, "did you mean 'sigma'"),
+])
+def test_check_nnictl_rejects_bad_class_args_of_our_tuners(tmp_path, monkeypatch, capsys, tuner, class_args, fragment):
+    import yaml
+    from nni.tools import package_utils
+
+    from nni_hwnas.experiment.registration import ALL_META
+
+    monkeypatch.setenv("NNI_CONFIG_DIR", str(tmp_path / "nni-config"))
+    for meta in ALL_META:  # what `nni-hwnas register` writes, without starting nnictl
+        package_utils.register_algo_meta(package_utils.AlgoMeta.load(dict(meta)))
+    config = tmp_path / "exp.yml"
+    config.write_text(yaml.safe_dump({"tuner": {"name": tuner, "classArgs": {"space": "nb201", **class_args}}}))
+    assert main(["check-nnictl", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
+    config.write_text(yaml.safe_dump({"tuner": {"name": tuner, "classArgs": {"space": "nb201", "seed": 1}}}))
+    assert main(["check-nnictl", "--config", str(config)]) == 0
+
+
 def test_search_port_in_use_is_one_line(tmp_path, capsys):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("0.0.0.0", 0))

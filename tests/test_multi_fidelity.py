@@ -168,6 +168,43 @@ def test_search_stops_dominated_trials_in_a_nas_experiment(tmp_path, nni_home):
     assert json.loads((out / "run.json").read_text())["config"]["multi_fidelity"]["enabled"] is True
 
 
+def test_resumed_search_continues_the_saved_rungs(tmp_path, nni_home):
+    """Stop after 3 trials, ``--resume`` to 6: the rungs hold both runs' results, trials 4-6 are
+    judged against trials 1-3 exactly as in one uninterrupted run, and the summary lists every stop."""
+    config = {"name": "mo-asha-resume", "seed": 5, "dataset": {"name": "digits"}, "space": {"preset": "conv_net_small"},
+              "strategy": {"name": "Random"}, "evaluator": TRAINING,
+              "multi_fidelity": {"enabled": True, **RULE, "poll_interval_s": 0.2},
+              "experiment": {"max_trials": 3, "concurrency": 1, "working_directory": str(tmp_path / "exps")}}
+    path = tmp_path / "mo_asha.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "results"
+    search = [str(BIN / "nni-hwnas"), "search", "--config", str(path), "--output", str(out), "--no-dashboard"]
+    first = subprocess.run([*search, "--port", str(free_port())], cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    experiment_id = json.loads((out / "run.json").read_text())["experiment_id"]
+    before = json.loads((out / "multi_fidelity.json").read_text())
+    assert len(before["rung_losses"]["1"]) == 3
+    again = subprocess.run([*search, "--port", str(free_port()), "--resume", experiment_id, "--max-trials", "6"],
+                           cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    summary = json.loads((out / "multi_fidelity.json").read_text())
+    rows = json.loads((out / "trials.json").read_text())
+    rows = sorted(rows["trials"] if isinstance(rows, dict) else rows, key=lambda r: r["parameter_id"])
+    assert len(rows) == 6 and set(summary["rung_losses"]["1"]) == {r["trial_id"] for r in rows}
+    for trial, losses in before["rung_losses"]["1"].items():  # the first run's results kept, not re-judged
+        assert summary["rung_losses"]["1"][trial] == losses
+    assert set(before["killed"]) <= set(summary["killed"])
+    signs = np.array([-1.0, 1.0])
+    expected = offline_decisions([(r["trial_id"], dict(zip(["accuracy", "params"], signs * summary["rung_losses"]["1"][r["trial_id"]])))
+                                  for r in rows])
+    assert not all(expected.values()), "no trial was dominated at the rung: the test proves nothing"
+    assert set(summary["killed"]) == {t for t, go_on in expected.items() if not go_on}
+    assert summary["per_rung"][0]["reached"] == 6 and summary["per_rung"][0]["stopped"] == len(summary["killed"])
+    for row in rows:
+        assert row["status"] == ("SUCCEEDED" if expected[row["trial_id"]] else "USER_CANCELED"), row
+    assert "continuing its saved rungs" in again.stdout
+
+
 def test_assessor_stops_dominated_trials_under_nnictl(tmp_path):
     home = tmp_path / "home"
     (home / "nni-config").mkdir(parents=True)

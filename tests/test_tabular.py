@@ -91,9 +91,19 @@ def _check_trials(metrics: list[dict], samples: list[dict], seed: int) -> None:
         assert reported["latency_ms"] == pytest.approx(expected["latency_ms"])
 
 
-def test_six_trial_nas_experiment_on_nb201(tmp_path, nni_home):
+#: Each strategy of ours in both routes: (YAML ``strategy``, nnictl ``tuner``); None = the shipped files'.
+OURS = {"hw_evolution": (None, None),
+        "cmaes": ({"name": "cmaes", "args": {"score_metric": "accuracy", "cost_metric": "latency_ms",
+                                             "population_size": 4}},
+                  {"name": "CmaEs", "classArgs": {"space": "nb201", "seed": 0, "score_metric": "accuracy",
+                                                  "cost_metric": "latency_ms", "population_size": 4}})}
+
+
+@pytest.mark.parametrize("ours", OURS)
+def test_six_trial_nas_experiment_on_nb201(tmp_path, nni_home, ours):
     config = yaml.safe_load((REPO / "experiments" / "nb201.yaml").read_text())
     config["experiment"].update(max_trials=6, concurrency=2, working_directory=str(tmp_path / "exps"))
+    config["strategy"] = OURS[ours][0] or config["strategy"]
     (tmp_path / "nb.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run([str(BIN / "nni-hwnas"), "search", "--config", str(tmp_path / "nb.yaml"), "--port",
                              str(free_port()), "--output", str(tmp_path / "out")], cwd=REPO, capture_output=True,
@@ -103,15 +113,18 @@ def test_six_trial_nas_experiment_on_nb201(tmp_path, nni_home):
     assert all(t["status"] == "SUCCEEDED" for t in trials)
     samples = [{k[5:]: v for k, v in t.items() if k.startswith("arch.")} for t in trials]
     _check_trials(trials, samples, config["seed"])
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["config"]["strategy"]["name"] == ours
 
 
-def test_six_trial_nnictl_experiment_on_nb201(tmp_path, nni_home, monkeypatch):
+@pytest.mark.parametrize("ours", OURS)
+def test_six_trial_nnictl_experiment_on_nb201(tmp_path, nni_home, monkeypatch, ours):
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")  # trials' python3 = this venv
     run = lambda name, *args: subprocess.run([str(BIN / name), *args], capture_output=True, text=True,  # noqa: E731
-                                             timeout=180)
+                                             timeout=400)  # each starts a Python importing NNI: slow on a loaded machine
     assert run("nni-hwnas", "register").returncode == 0
-    port, experiment_id = start_nnictl(run, "nb201", tmp_path, 6,
-                                       REPO / "experiments" / "nb201.yaml")
+    port, experiment_id = start_nnictl(run, "nb201", tmp_path, 6, REPO / "experiments" / "nb201.yaml",
+                                       tuner=OURS[ours][1])
     try:
         jobs = wait_for_trials(port, 6, tmp_path / "exps" / experiment_id / "log", 300)
         finals = [m for m in rest(port, "/metric-data") if m["type"] == "FINAL"]
@@ -120,6 +133,9 @@ def test_six_trial_nnictl_experiment_on_nb201(tmp_path, nni_home, monkeypatch):
         # Join metrics to parameters by parameterId (NNI_NOTES: a trial's listed parameters may be another's).
         samples = [params[int(m["parameterId"])] for m in finals]
         _check_trials([decode(m["data"]) for m in finals], samples, yaml.safe_load((REPO / "experiments" / "nb201.yaml").read_text())["seed"])
+        dispatcher = (tmp_path / "exps" / experiment_id / "log" / "dispatcher.log").read_text()
+        assert (OURS[ours][1] or {"name": "HwEvolution"})["name"] in rest(port, "/experiment")["params"]["tuner"]["name"]
+        assert "Traceback" not in dispatcher
     finally:
         run("nnictl", "stop", experiment_id)
         run("nni-hwnas", "unregister")

@@ -128,7 +128,7 @@ _TRAINERS: dict[str, Trainer] = {}
 
 
 def run_search(setup: Mapping[str, Any], seed: int, trials: int, min_epochs: int | None, cpu_budget: float | None,
-               reduction_factor: float) -> dict[str, Any]:
+               reduction_factor: float, ties: str = "keep") -> dict[str, Any]:
     """Plain evolution (``min_epochs`` None) for ``trials`` trials, or evolution + MO-ASHA until
     ``cpu_budget`` CPU seconds are used (at most ``MAX_TRIAL_FACTOR * trials`` trials)."""
     from strategies.hw_evolution import HwEvolution, SpaceExhausted
@@ -149,7 +149,8 @@ def run_search(setup: Mapping[str, Any], seed: int, trials: int, min_epochs: int
                        canonical=trainer.definition.canonical, objectives=objectives, **search)
     rule = None
     if min_epochs is not None:
-        rule = MoAsha(default_rungs(epochs, min_epochs, reduction_factor), reduction_factor, "accuracy", "latency_ms")
+        rule = MoAsha(default_rungs(epochs, min_epochs, reduction_factor), reduction_factor, "accuracy", "latency_ms",
+                      ties=ties)
     rows: list[dict[str, Any]] = []
     used = 0.0
     limit = trials if rule is None else MAX_TRIAL_FACTOR * trials
@@ -186,7 +187,7 @@ def run_search(setup: Mapping[str, Any], seed: int, trials: int, min_epochs: int
             row.update(status="SUCCEEDED", accuracy=entry["accuracy"][epochs - 1])
             core.tell(sample, {"accuracy": row["accuracy"], "latency_ms": latency})
         rows.append(row)
-    variant = "plain" if rule is None else f"mo_asha(min_epochs={min_epochs})"
+    variant = "plain" if rule is None else f"mo_asha(min_epochs={min_epochs}{'' if ties == 'keep' else ', ' + ties})"
     summary = None if rule is None else {"rungs": rule.rungs, "reduction_factor": reduction_factor,
                                          "per_rung": [vars(s) | {"stopped_trials": len(s.stopped_trials)}
                                                       for s in rule.stats()]}
@@ -299,6 +300,8 @@ def main() -> int:
     parser.add_argument("--min-epochs", default="1,3",
                         help="comma list: one MO-ASHA variant per lowest rung (all are reported)")
     parser.add_argument("--reduction-factor", type=float, default=3.0)
+    parser.add_argument("--ties", default="keep",
+                        help="comma list of MO-ASHA tie rules (strategies.multi_fidelity.TIES), each a variant")
     parser.add_argument("--trial-overhead-s", type=float, default=4.5,
                         help="assumed per-trial launch cost for the sensitivity column (README: ~4-5 s per NAS trial)")
     parser.add_argument("--data-root", default=str(DEFAULT_DATA))
@@ -349,8 +352,8 @@ def run_all(args: argparse.Namespace, setup: Mapping[str, Any], min_epochs: Sequ
             print(f"  plain seed {r['seed']}: {len(r['rows'])} trials, {r['rows'][-1]['cum_cpu_s']:.0f} CPU s charged, "
                   f"{r['trained_epochs']} epochs trained now, {r['seconds']:.0f} s", flush=True)
         budgets = {r["seed"]: r["rows"][-1]["cum_cpu_s"] for r in results}
-        asha_jobs = [pool.submit(run_search, setup, s, args.trials, m, budgets[s], args.reduction_factor)
-                     for m in min_epochs for s in range(args.seeds)]
+        asha_jobs = [pool.submit(run_search, setup, s, args.trials, m, budgets[s], args.reduction_factor, ties)
+                     for ties in args.ties.split(",") for m in min_epochs for s in range(args.seeds)]
         for job in asha_jobs:
             results.append(job.result())
             r = results[-1]

@@ -82,12 +82,13 @@ def prepare(config: RunConfig) -> PreparedSearch:
 
     from nni_hwnas.data.datasets import load_dataset
     from nni_hwnas.evaluation.training import check_precision
-    from nni_hwnas.experiment.strategy_registry import strategy_names
+    from nni_hwnas.experiment.strategy_registry import check_our_args, strategy_names
 
     if config.strategy.name not in strategy_names():
         from nni_hwnas.errors import unknown
 
         raise unknown("strategy", config.strategy.name, strategy_names())
+    check_our_args(config.strategy.name, config.strategy.args)
     space_name, choices = resolve_space(config)
     trial_objective_args(config)
     multi_fidelity_rule(config)
@@ -175,8 +176,13 @@ def multi_fidelity_rule(config: RunConfig) -> Any:
                         mf.cost_metric)
 
 
-def early_stopper(config: RunConfig, client: NniRestClient) -> Any:
-    """A context that runs MO-ASHA over the experiment's trials (a no-op context when off)."""
+#: The MO-ASHA stopper's state in NNI's experiment folder: what ``--resume`` continues from.
+MO_ASHA_STATE = "mo_asha_state.json"
+
+
+def early_stopper(config: RunConfig, client: NniRestClient, exp_dir: Path | None = None) -> Any:
+    """A context that runs MO-ASHA over the experiment's trials (a no-op context when off); its
+    state lives in ``exp_dir`` (read back on resume)."""
     import contextlib
 
     rule = multi_fidelity_rule(config)
@@ -184,7 +190,8 @@ def early_stopper(config: RunConfig, client: NniRestClient) -> Any:
         return contextlib.nullcontext()
     from strategies.nni_multi_fidelity import RestEarlyStopper
 
-    return RestEarlyStopper(rule, client, config.multi_fidelity.poll_interval_s)
+    state = None if exp_dir is None else exp_dir / MO_ASHA_STATE
+    return RestEarlyStopper(rule, client, config.multi_fidelity.poll_interval_s, state_path=state)
 
 
 def make_evaluator(prepared: PreparedSearch, echo: Callable[[str], None] = print) -> Any:
@@ -311,10 +318,11 @@ def hardware_record(prepared: PreparedSearch) -> dict[str, Any]:
 
 def result_objectives(config: RunConfig) -> tuple[str, ...]:
     """(score, cost[, second cost]) of the results' Pareto front: accuracy (or the proxy score),
-    the cost metric, and ``hw_evolution``'s second cost when it is an objective (a 3-D front)."""
+    the cost metric (ours: their ``cost_metric``), and ``hw_evolution``'s second cost when it is an
+    objective (a 3-D front)."""
     cost = config.evaluator.cost_metric if config.evaluator.kind == "cost" else "latency_ms"
     score = "accuracy" if config.evaluator.kind in ("train", "tabular") else "default"
-    if config.strategy.name == "hw_evolution":
+    if config.strategy.name in ("hw_evolution", "cmaes"):
         args = config.strategy.args or {}
         cost = str(args.get("cost_metric", cost))
         if "second_cost" in (args.get("objectives") or ()):
@@ -457,7 +465,7 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
     interrupted = False
     out_dir = Path(output or config.output or Path("results") / experiment.id)
     objectives = result_objectives(config)
-    stopper = early_stopper(config, client)
+    stopper = early_stopper(config, client, exp_dir)
     board = None
     if dashboard is not None:
         from nni_hwnas.dashboard.cli import search_dashboard
@@ -497,7 +505,8 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
                                                            "trained": train_top_of_front(prepared, front, echo)})
         if hasattr(stopper, "summary"):
             write_json(out_dir / "multi_fidelity.json", stopper.summary())
-            echo(f"nni-hwnas: MO-ASHA stopped {len(stopper.killed)} trial(s) early (rungs {stopper.rule.rungs})")
+            echo(f"nni-hwnas: MO-ASHA stopped {len(stopper.killed)} trial(s) early (rungs {stopper.rule.rungs})"
+                 + (" in all, continuing its saved rungs" if stopper.resumed else ""))
         if hasattr(strategy, "core"):
             write_json(out_dir / "strategy_history.json", {"history": strategy.core.history,
                                                            "pareto": strategy.export_pareto()})

@@ -95,6 +95,7 @@ def assemble_trials(jobs: list[dict], metric_data: list[dict]) -> list[TrialView
         views[job["trialJobId"]] = TrialView(
             trial_id=job["trialJobId"], status=job.get("status", "UNKNOWN"), parameter_id=None,
             start_time_ms=job.get("startTime"), end_time_ms=job.get("endTime"))
+    last_sequence: dict[str, int] = {}
     for record in sorted(metric_data, key=lambda r: (r.get("timestamp", 0), r.get("sequence", 0))):
         view = views.get(record["trialJobId"])
         if view is None:
@@ -106,6 +107,10 @@ def assemble_trials(jobs: list[dict], metric_data: list[dict]) -> list[TrialView
             if pid is not None:
                 final_param[view.trial_id] = pid
         elif record.get("type") == "PERIODICAL":
+            sequence = int(record.get("sequence", 0) or 0)
+            if sequence <= last_sequence.get(view.trial_id, -1):
+                view.intermediate.clear()  # NNI re-ran the trial (resume) under its id: the new run's epochs
+            last_sequence[view.trial_id] = sequence
             view.intermediate.append(value)
     used = set(final_param.values())
     # Trials without a final metric (failed, running) take the parameter sets nobody reported for,

@@ -2,7 +2,8 @@
 
 ``nnictl create`` exits 0 even when its tuner cannot be found or built (the cause shows up later
 in ``dispatcher.log``). This checks an nnictl config before launching: the tuner is known to NNI
-(built in, or registered by ``nni-hwnas register``), the search-space file is the one our space
+(built in, or registered by ``nni-hwnas register``) and its ``classArgs`` pass its validator (NNI 3.0's
+``nnictl create`` no longer runs it), the search-space file is the one our space
 exports for the trial's experiment YAML, and the port is free. Each problem is one line.
 """
 
@@ -29,11 +30,31 @@ def check_tuner(name: str, kind: str = "tuner") -> None:
     """``name`` is a ``kind`` (tuner or assessor) NNI can find here, built in or registered."""
     from nni.tools import package_utils
 
+    from nni_hwnas.experiment.registration import OUR_NAMES
+
     if package_utils.get_algo_meta(name) is None:
         known = sorted(m.name for m in package_utils.get_all_algo_meta() if m.algo_type == kind)
-        fix = ("run `nni-hwnas register` first" if name in ("HwEvolution", "MoAsha")
+        fix = ("run `nni-hwnas register` first" if name in OUR_NAMES
                else "register it with `nnictl algo register --meta META.yml`")
         raise UserError(f"{kind} {name!r} is not known to NNI here (NNI_CONFIG_DIR); {fix}; known {kind}s: {', '.join(known)}")
+
+
+def check_class_args(name: str, kind: str, class_args: Any) -> None:
+    """``classArgs`` of a known tuner/assessor pass its registered validator (one line if not)."""
+    from nni.tools.package_utils.tuner_factory import create_validator_instance
+
+    if class_args is None:
+        return
+    if not isinstance(class_args, dict):
+        raise UserError(f"{kind} {name}: `classArgs` must be a mapping, got {class_args!r}")
+    validator = create_validator_instance(kind + "s", name)
+    if validator is None:
+        return
+    try:
+        validator.validate_class_args(**class_args)
+    except Exception as exc:  # NNI's own validators raise schema errors, ours ValueError
+        text = " ".join(str(exc).split())
+        raise UserError(text if text.startswith(name) else f"{name} classArgs: {text}") from None
 
 
 def check_search_space(space_file: Path, experiment_yaml: Path) -> str:
@@ -70,11 +91,13 @@ def check_nnictl_config(path: str | Path, port: int | None = None) -> list[str]:
     tuner = (config.get("tuner") or {}).get("name")
     if tuner:
         check_tuner(str(tuner))
-        checked.append(f"tuner {tuner} is known to NNI")
+        check_class_args(str(tuner), "tuner", config["tuner"].get("classArgs"))
+        checked.append(f"tuner {tuner} is known to NNI and takes its classArgs")
     assessor = (config.get("assessor") or {}).get("name")
     if assessor:
         check_tuner(str(assessor), "assessor")
-        checked.append(f"assessor {assessor} is known to NNI")
+        check_class_args(str(assessor), "assessor", config["assessor"].get("classArgs"))
+        checked.append(f"assessor {assessor} is known to NNI and takes its classArgs")
     experiment_yaml = _trial_config(config, path.parent)
     if experiment_yaml is not None and config.get("searchSpaceFile"):
         space = check_search_space((path.parent / str(config["searchSpaceFile"])).resolve(), experiment_yaml)

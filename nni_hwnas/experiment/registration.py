@@ -1,4 +1,4 @@
-"""``nni-hwnas register`` / ``unregister``: our tuner under a name nnictl configs can use.
+"""``nni-hwnas register`` / ``unregister``: our tuners and assessor under names nnictl configs can use.
 
 Wraps ``nnictl algo register --meta`` (which writes ``registered_algorithms.yml`` under
 ``$NNI_CONFIG_DIR``) so it is idempotent and checked: registering twice updates the entry;
@@ -22,6 +22,13 @@ META = {
     "className": "strategies.nni_tuner.HwEvolutionTuner",
     "classArgsValidator": "strategies.nni_tuner.HwEvolutionClassArgsValidator",
 }
+#: Multi-objective CMA-ES: ``tuner: {name: CmaEs, classArgs: {space: nb201, cost_metric: latency_ms}}``.
+CMAES_META = {
+    "algoType": "tuner",
+    "builtinName": "CmaEs",
+    "className": "strategies.nni_tuner.CmaEsTuner",
+    "classArgsValidator": "strategies.nni_tuner.CmaEsClassArgsValidator",
+}
 #: MO-ASHA early stopping for nnictl configs: ``assessor: {name: MoAsha, classArgs: {max_epochs: 9}}``.
 ASSESSOR_META = {
     "algoType": "assessor",
@@ -29,6 +36,7 @@ ASSESSOR_META = {
     "className": "strategies.nni_multi_fidelity.MoAshaAssessor",
     "classArgsValidator": "strategies.nni_multi_fidelity.MoAshaClassArgsValidator",
 }
+ALL_META = (META, CMAES_META, ASSESSOR_META)
 
 
 def nnictl_path() -> str:
@@ -44,33 +52,44 @@ def registered_class(name: str = META["builtinName"]) -> str | None:
     return None if meta is None else meta.class_name
 
 
-def _register_one(meta: dict) -> str:
+def _register_all(metas: tuple[dict, ...]) -> str:
+    """One ``nnictl algo register`` for all of them (its meta file takes an ``algorithms`` list):
+    each call starts a Python that imports NNI, tens of seconds on a loaded machine."""
     with tempfile.TemporaryDirectory() as tmp:
         meta_path = Path(tmp) / "meta.yml"
-        meta_path.write_text(yaml.safe_dump(meta))
+        meta_path.write_text(yaml.safe_dump({"algorithms": [dict(meta) for meta in metas]}))
         result = subprocess.run([nnictl_path(), "algo", "register", "--meta", str(meta_path)],
                                 capture_output=True, text=True)
-    if registered_class(meta["builtinName"]) != meta["className"]:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        raise UserError(f"nnictl could not register {meta['builtinName']}: {detail[-1] if detail else 'no output'}")
-    kind = meta["algoType"]
-    return f"registered {kind} {meta['builtinName']} ({meta['className']}); use `{kind}: {{name: {meta['builtinName']}}}`"
+    lines = []
+    for meta in metas:
+        if registered_class(meta["builtinName"]) != meta["className"]:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            raise UserError(f"nnictl could not register {meta['builtinName']}: {detail[-1] if detail else 'no output'}")
+        kind = meta["algoType"]
+        lines.append(f"registered {kind} {meta['builtinName']} ({meta['className']}); "
+                     f"use `{kind}: {{name: {meta['builtinName']}}}`")
+    return "\n".join(lines)
 
 
 def _unregister_one(meta: dict) -> str:
     name, kind = meta["builtinName"], meta["algoType"]
     if registered_class(name) is None:
         return f"{kind} {name} is not registered; nothing to do"
-    subprocess.run([nnictl_path(), "algo", "unregister", name], capture_output=True, text=True)
+    from nni.tools import package_utils
+
+    package_utils.unregister_algo_meta(name)  # what `nnictl algo unregister` runs, without a new Python
     if registered_class(name) is not None:
         raise UserError(f"nnictl could not unregister {name}; try `nnictl algo unregister {name}`")
     return f"unregistered {kind} {name}"
 
 
+OUR_NAMES = tuple(meta["builtinName"] for meta in ALL_META)
+
+
 def register() -> str:
-    """Register our tuner (``HwEvolution``) and our assessor (``MoAsha``)."""
-    return "\n".join(_register_one(meta) for meta in (META, ASSESSOR_META))
+    """Register our tuners (``HwEvolution``, ``CmaEs``) and our assessor (``MoAsha``)."""
+    return _register_all(ALL_META)
 
 
 def unregister() -> str:
-    return "\n".join(_unregister_one(meta) for meta in (META, ASSESSOR_META))
+    return "\n".join(_unregister_one(meta) for meta in ALL_META)

@@ -20,11 +20,21 @@ def _builtin(name: str) -> Callable[..., Any]:
 
 
 BUILTIN_STRATEGIES = ("Random", "GridSearch", "RegularizedEvolution", "TPE", "PolicyBasedRL")
-OUR_STRATEGIES = ("hw_evolution",)
+OUR_STRATEGIES = ("hw_evolution", "cmaes")
 
 
 def strategy_names() -> list[str]:
     return [*OUR_STRATEGIES, *BUILTIN_STRATEGIES]
+
+
+def check_our_args(name: str, args: Mapping[str, Any] | None) -> None:
+    """Check the ``args`` of one of our strategies by name and value, without importing NNI (so a
+    bad one fails before the data is loaded); others are checked when they are built."""
+    from strategies.settings import CmaEsSettings, HwEvolutionSettings
+
+    settings = {"hw_evolution": HwEvolutionSettings, "cmaes": CmaEsSettings}.get(name)
+    if settings is not None:
+        settings.from_args({k: v for k, v in (args or {}).items() if k != "poll_interval_s"})
 
 
 def _accepted_args(factory: Callable[..., Any]) -> list[str]:
@@ -38,13 +48,17 @@ def make_strategy(name: str, args: Mapping[str, Any] | None, seed: int, *, defin
                   budgets: Any = None) -> Any:
     """Build the NNI strategy ``name`` with ``args``; the run's seed is passed where accepted.
 
-    Ours (``hw_evolution``) also takes the space definition (architecture identity), a cost
+    Ours take the space definition (architecture identity); ``hw_evolution`` also a cost
     predictor to screen children with, and the run's :class:`~nni_hwnas.budgets.Budgets`.
     """
     if name == "hw_evolution":
         from strategies.nni_strategy import make_hw_evolution
 
         return make_hw_evolution(args, seed, definition=definition, screen=screen, budgets=budgets)
+    if name == "cmaes":
+        from strategies.nni_strategy import make_cmaes
+
+        return make_cmaes(args, seed, definition=definition)
     if name not in BUILTIN_STRATEGIES:
         raise unknown("strategy", name, strategy_names())
     factory = _builtin(name)

@@ -10,6 +10,7 @@ Resume (4 fixes)           :mod:`.resume`: JSON checkpoints that also hold sets,
                            tuner-only commands skipped, ``maxTrialNumber`` pushed,
                            manager ownership checked, checkpoint kept on failed resume
 Wait for completion        :func:`.resume.wait_for_completion`                          nni 3.0
+Manager start in 3 s       :func:`.resume._refuse_foreign_manager` (NAS route)          nni 3.0
 parameterId join           :func:`.rest.final_parameter_id`                             nni 3.0
 0.0 vs 0                   :func:`.rest.declared_value`                                 nni 3.0
 Terminal statuses          :data:`.rest.TERMINAL_STATUSES`                              nni 3.0
