@@ -12,8 +12,10 @@ Parts (``--parts``):
   one trial at a time, on one loopback SSH worker, locally two at a time, and on two loopback SSH
   workers (NNI's remote training service; two sshd on 127.0.0.1 as in
   ``tests/test_remote_trials.py``). On one machine two workers share the same cores, so against
-  local two-at-a-time expect about 1x; the 1-worker remote run against local one-at-a-time gives
-  the remote service's per-trial overhead.
+  local two-at-a-time expect about 1x. The per-trial overhead of the remote service is read from
+  NNI's own event times, not from wall-time differences (which a shared machine's load swamps):
+  per trial, dispatch (WAITING to RUNNING) plus launch (NNI's trial duration minus the trial
+  function's own ``trial_seconds``), remote 1 worker minus local one at a time.
 
     .venv/bin/python experiments/benchmarks/device_latency.py [--parts accuracy workers]
         [--cases conv_net_small@digits] [--n-models 40] [--trials 20] [--seed 1] [--json PATH]
@@ -46,8 +48,12 @@ def load() -> list[float]:
 
 
 def busy_core() -> subprocess.Popen:
-    """A second process spinning one core at full load until killed."""
-    return subprocess.Popen([sys.executable, "-c", "while True:\n    pass"])
+    """A second process spinning one core at full load until killed: a core this process is not
+    pinned to when there is one (under ``taskset -c 1`` the spinner would otherwise inherit the
+    profiler's core and halve its time slices instead of loading the machine beside it)."""
+    others = set(range(os.cpu_count() or 1)) - os.sched_getaffinity(0)
+    pin = (lambda: os.sched_setaffinity(0, others)) if others else None
+    return subprocess.Popen([sys.executable, "-c", "while True:\n    pass"], preexec_fn=pin)
 
 
 def accuracy_case(case: str, n_models: int, seed: int, busy: bool) -> dict:
@@ -105,12 +111,42 @@ def search_wall(trials: int, workers: list, work: Path, port: int, seed: int, co
     if result.returncode != 0:
         raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
     rows = json.loads((folder / "out" / "trials.json").read_text())
-    durations = [r["duration_s"] for r in rows if r.get("duration_s") is not None]
+    run = json.loads((folder / "out" / "run.json").read_text())
     return {"workers": len(workers) or "local", "concurrency": concurrency, "trials": len(rows),
             "succeeded": sum(r["status"] == "SUCCEEDED" for r in rows), "wall_s": round(wall, 1),
-            "mean_trial_s": round(sum(durations) / len(durations), 2) if durations else None,
+            **trial_overheads(Path(run["experiment_directory"]), rows),
             "mean_train_s": round(sum(r.get("train_seconds", 0) for r in rows) / max(len(rows), 1), 2),
             "loadavg_before": load_before, "loadavg_after": load()}
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def trial_overheads(experiment_dir: Path, rows: list[dict]) -> dict:
+    """Where a trial's time goes, from NNI's own event times (its database) and the trial's clock.
+
+    - ``mean_trial_s``: RUNNING to finished, as NNI records it;
+    - ``mean_in_function_s``: our trial function's own ``trial_seconds`` (data, timing, training);
+    - ``mean_launch_s``: the difference, i.e. starting the trial process, imports, reporting back;
+    - ``mean_dispatch_s``: from a trial's WAITING (the strategy submitted it) to its RUNNING;
+    - ``cost_per_trial_s``: launch + dispatch, what the training service adds to every trial.
+    """
+    import sqlite3
+
+    with sqlite3.connect(f"file:{experiment_dir / 'db' / 'nni.sqlite'}?mode=ro", uri=True) as db:
+        events = db.execute("select timestamp, trialJobId, event from TrialJobEvent").fetchall()
+    first: dict[str, dict[str, int]] = {}
+    for timestamp, trial, event in events:
+        first.setdefault(trial, {}).setdefault(event, timestamp)
+    durations = [r["duration_s"] for r in rows if r.get("duration_s") is not None]
+    launch = [r["duration_s"] - r["trial_seconds"] for r in rows
+              if r.get("duration_s") is not None and isinstance(r.get("trial_seconds"), (int, float))]
+    dispatch = [(e["RUNNING"] - e["WAITING"]) / 1000.0 for e in first.values() if "RUNNING" in e and "WAITING" in e]
+    cost = (_mean(launch) or 0.0) + (_mean(dispatch) or 0.0)
+    return {"mean_trial_s": _mean(durations), "mean_in_function_s": _mean([r["trial_seconds"] for r in rows
+                                                                           if "trial_seconds" in r]),
+            "mean_launch_s": _mean(launch), "mean_dispatch_s": _mean(dispatch), "cost_per_trial_s": round(cost, 2)}
 
 
 def workers_part(trials: int, seed: int) -> list[dict]:
@@ -141,9 +177,13 @@ def workers_part(trials: int, seed: int) -> list[dict]:
     local = rows[0]
     for row in rows:
         row["wall_vs_local"] = round(row["wall_s"] / local["wall_s"], 2)
-        row["overhead_per_trial_s"] = round((row["wall_s"] - local["wall_s"]) / trials, 2) if row["workers"] == 1 else None
+        # what the remote service adds per trial: its launch + dispatch cost minus the local one
+        row["overhead_per_trial_s"] = (round(row["cost_per_trial_s"] - local["cost_per_trial_s"], 2)
+                                       if row["workers"] == 1 else None)
     local_two = next(r for r in rows if r["workers"] == "local" and r["concurrency"] == 2)
+    one_worker = next(r for r in rows if r["workers"] == 1)
     rows[-1]["wall_vs_local_2_at_a_time"] = round(rows[-1]["wall_s"] / local_two["wall_s"], 2)
+    rows[-1]["wall_vs_1_worker"] = round(rows[-1]["wall_s"] / one_worker["wall_s"], 2)
     return rows
 
 
@@ -170,11 +210,16 @@ def main() -> int:
                   f"{str(r['loadavg_before']):>14}")
     if "workers" in args.parts:
         record["workers"] = workers_part(args.trials, args.seed)
-        print(f"\n{'workers':8} {'conc':>4} {'trials':>6} {'ok':>3} {'wall s':>7} {'x local':>7} {'mean trial s':>12} "
-              f"{'overhead/trial s':>16} {'load before':>16}")
+        print(f"\n{'workers':8} {'conc':>4} {'trials':>6} {'ok':>3} {'wall s':>7} {'x local':>7} {'trial s':>7} "
+              f"{'in fn s':>7} {'launch s':>8} {'dispatch s':>10} {'remote +s/trial':>15} {'load before':>16}")
         for r in record["workers"]:
-            print(f"{str(r['workers']):8} {r['concurrency']:4d} {r['trials']:6d} {r['succeeded']:3d} {r['wall_s']:7.1f} {r['wall_vs_local']:7.2f} "
-                  f"{r['mean_trial_s']!s:>12} {r['overhead_per_trial_s']!s:>16} {str(r['loadavg_before']):>16}")
+            print(f"{str(r['workers']):8} {r['concurrency']:4d} {r['trials']:6d} {r['succeeded']:3d} {r['wall_s']:7.1f} "
+                  f"{r['wall_vs_local']:7.2f} {r['mean_trial_s']!s:>7} {r['mean_in_function_s']!s:>7} "
+                  f"{r['mean_launch_s']!s:>8} {r['mean_dispatch_s']!s:>10} {r['overhead_per_trial_s']!s:>15} "
+                  f"{str(r['loadavg_before']):>16}")
+        last = record["workers"][-1]
+        print(f"2 loopback workers vs 1: {last['wall_vs_1_worker']}x the wall time; vs local 2 at a time: "
+              f"{last['wall_vs_local_2_at_a_time']}x (one machine: the workers share its cores, so about 1x is expected)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nwrote {args.json}")
