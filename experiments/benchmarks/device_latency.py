@@ -84,7 +84,8 @@ def accuracy_case(case: str, n_models: int, seed: int, busy: bool) -> dict:
         row, _ = evaluate_case(PROFILE, case, n_models, seed)
     return {**row, "condition": "busy (1 core spun by a 2nd process while profiling)" if busy else "as is",
             "first_use_profiling_s": round(profiling_s, 1), "noise": report.noise,
-            "layers_remeasured": report.layers_remeasured, "loadavg_before": load_before, "loadavg_after": load()}
+            "layers_remeasured": report.layers_remeasured, "models_remeasured": report.models_remeasured,
+            "loadavg_before": load_before, "loadavg_after": load()}
 
 
 def search_wall(trials: int, workers: list, work: Path, port: int, seed: int, concurrency: int) -> dict:

@@ -21,6 +21,11 @@ fixed here without touching the installed package:
    the config to, and connects the strategy to, whatever manager answers there. Fix: before the
    engine starts, check that the manager answering is ours (:func:`check_manager_is_ours`).
 
+5. NNI gives its manager 3 seconds to answer (``launcher._check_rest_server``, 3 tries a second
+   apart); on a loaded machine node needs longer and the start fails with ``Connection refused``
+   (seen resuming over the remote service at load 15). Fix: the same check, patient up to
+   ``manager_start_timeout_s``, for the duration of ``start`` (:func:`_patient_manager_check`).
+
 Also: a failed resume's ``stop()`` overwrote the checkpoint with an empty strategy state. Here
 the checkpoint folder is copied aside before resuming, and a resume that failed before loading
 the checkpoint does not save over it.
@@ -60,6 +65,7 @@ __all__ = ["ResumableNasExperiment", "NasTunerCommandChannel", "SetSafeJsonSeria
 _log = logging.getLogger("nni_hwnas.strategies")
 _TUNER_ONLY_COMMANDS = (CommandType.ImportData, CommandType.AddCustomizedTrialJob)
 _channel_swap_lock = threading.Lock()
+_launcher_patch_lock = threading.Lock()  # its own: start() builds the engine under _channel_swap_lock
 
 
 _SET_TAG, _TUPLE_TAG = "__nni_hwnas_frozenset__", "__nni_hwnas_tuple__"
@@ -164,6 +170,31 @@ def _nas_channel() -> Iterator[None]:
             _training_service.TunerCommandChannel = original
 
 
+@contextlib.contextmanager
+def _patient_manager_check(timeout_s: float) -> Iterator[None]:
+    """Fix 5: NNI's launcher waits up to ``timeout_s`` for its manager's REST server, not 3 s."""
+    import nni.experiment.launcher as launcher
+
+    def check(port: int, retry: int = 3, url_prefix: str | None = None) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                launcher.rest.get(port, "/check-status", url_prefix)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    with _launcher_patch_lock:
+        original = launcher._check_rest_server
+        launcher._check_rest_server = check
+        try:
+            yield
+        finally:
+            launcher._check_rest_server = original
+
+
 class ResumableNasExperiment(NasExperiment):
     """A ``NasExperiment`` whose runs can be stopped and resumed (fixes 1-3 above).
 
@@ -171,13 +202,15 @@ class ResumableNasExperiment(NasExperiment):
     """
 
     resume_timeout_s: float = 60.0
+    manager_start_timeout_s: float = 60.0
     _state_loaded: bool = False  # set once a resume restored the checkpointed state
     #: Called with the experiment once its own manager is up, before the strategy starts.
     on_manager_started: Callable[[Any], None] | None = None
 
     def start(self, port: int = 8080, debug: bool = False, run_mode: RunMode = RunMode.Background) -> None:
         use_json_checkpoints()
-        super().start(port, debug, run_mode)
+        with _patient_manager_check(self.manager_start_timeout_s):
+            super().start(port, debug, run_mode)
 
     def execution_engine_factory(self, config: Any) -> ExecutionEngine:
         if isinstance(config, TrainingServiceEngineConfig):
