@@ -8,10 +8,10 @@ Parts (``--parts``):
   on held-out models each measured twice on their own (the protocol of ``latency_predictor.py``:
   share within ±10%, Spearman, and the re-measurement agreement beside it). The profiling time of
   the quiet run is the first-use profiling time of that case.
-- ``workers``: the wall time of an N-trial search (digits, ``conv_net_small``, 1 epoch): locally
-  one trial at a time, on one loopback SSH worker, locally two at a time, and on two loopback SSH
-  workers (NNI's remote training service; two sshd on 127.0.0.1 as in
-  ``tests/test_remote_trials.py``). On one machine two workers share the same cores, so against
+- ``workers``: the wall time of an N-trial search (digits, ``conv_net_small``, 1 epoch): on one
+  loopback SSH worker, on two (NNI's remote training service; two sshd on 127.0.0.1 as in
+  ``tests/test_remote_trials.py``), then locally one and two at a time; the JSON is rewritten
+  after each search, so an interrupted run keeps the searches it finished (``"partial": true``). On one machine two workers share the same cores, so against
   local two-at-a-time expect about 1x. The per-trial overhead of the remote service is read from
   NNI's own event times, not from wall-time differences (which a shared machine's load swamps):
   per trial, dispatch (WAITING to RUNNING) plus launch (NNI's trial duration minus the trial
@@ -35,6 +35,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -150,42 +151,55 @@ def trial_overheads(experiment_dir: Path, rows: list[dict]) -> dict:
             "mean_launch_s": _mean(launch), "mean_dispatch_s": _mean(dispatch), "cost_per_trial_s": round(cost, 2)}
 
 
-def workers_part(trials: int, seed: int) -> list[dict]:
+#: (SSH workers used, concurrency): the comparison that matters first (1 vs 2 workers), then local
+WORKER_RUNS = ((1, 1), (2, 2), (0, 1), (0, 2))
+
+
+def workers_part(trials: int, seed: int, on_row: Any = None) -> list[dict]:
+    """The searches of :data:`WORKER_RUNS`; ``on_row(rows)`` after each (partial results are kept)."""
     sys.path.insert(0, str(REPO / "tests"))
     import sshd
     from conftest import free_port
 
-    rows = []
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="nni-hwnas-bench-workers-") as tmp:
         work = Path(tmp)
         servers = [sshd.start_sshd(work / f"sshd{i}", env={"PYTHONPATH": str(REPO)}) for i in (1, 2)]
         try:
-            for i, (machines, concurrency) in enumerate((([], 1), (servers[:1], 1), ([], 2), (servers, 2))):
+            for i, (n_workers, concurrency) in enumerate(WORKER_RUNS):
                 for attempt in (1, 2):  # NNI's manager start can time out on a loaded machine: retry once
                     try:
-                        rows.append({**search_wall(trials, machines, work / f"{i}-{attempt}", free_port(), seed,
-                                                   concurrency),
+                        rows.append({**search_wall(trials, servers[:n_workers], work / f"{i}-{attempt}", free_port(),
+                                                   seed, concurrency),
                                      "attempt": attempt})
                         break
                     except RuntimeError as exc:
                         print(f"search failed (attempt {attempt}): {str(exc)[-300:]}", flush=True)
                         if attempt == 2:
                             raise
+                compare_workers(rows)
                 print(rows[-1], flush=True)
+                if on_row is not None:
+                    on_row(rows)
         finally:
             for server in servers:
                 server.stop()
-    local = rows[0]
+    return rows
+
+
+def compare_workers(rows: list[dict]) -> None:
+    """Ratios between the runs done so far: wall time against local one at a time, 2 workers
+    against 1 and against local two at a time, and the remote service's added cost per trial."""
+    find = lambda workers, conc: next((r for r in rows if r["workers"] == workers and r["concurrency"] == conc), None)  # noqa: E731
+    local, local_two, one, two = find("local", 1), find("local", 2), find(1, 1), find(2, 2)
     for row in rows:
-        row["wall_vs_local"] = round(row["wall_s"] / local["wall_s"], 2)
+        row["wall_vs_local"] = round(row["wall_s"] / local["wall_s"], 2) if local else None
         # what the remote service adds per trial: its launch + dispatch cost minus the local one
         row["overhead_per_trial_s"] = (round(row["cost_per_trial_s"] - local["cost_per_trial_s"], 2)
-                                       if row["workers"] == 1 else None)
-    local_two = next(r for r in rows if r["workers"] == "local" and r["concurrency"] == 2)
-    one_worker = next(r for r in rows if r["workers"] == 1)
-    rows[-1]["wall_vs_local_2_at_a_time"] = round(rows[-1]["wall_s"] / local_two["wall_s"], 2)
-    rows[-1]["wall_vs_1_worker"] = round(rows[-1]["wall_s"] / one_worker["wall_s"], 2)
-    return rows
+                                       if local and row["workers"] == 1 else None)
+    if two is not None:
+        two["wall_vs_1_worker"] = round(two["wall_s"] / one["wall_s"], 2) if one else None
+        two["wall_vs_local_2_at_a_time"] = round(two["wall_s"] / local_two["wall_s"], 2) if local_two else None
 
 
 def main() -> int:
@@ -210,17 +224,21 @@ def main() -> int:
                   f"{100 * r['remeasure_within_10pct']:14.1f}% {r['noise']['noisy_rows']:10d} "
                   f"{str(r['loadavg_before']):>14}")
     if "workers" in args.parts:
-        record["workers"] = workers_part(args.trials, args.seed)
+        def save_partial(rows: list[dict]) -> None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({**record, "workers": rows, "partial": True}, indent=2) + "\n")
+
+        record["workers"] = workers_part(args.trials, args.seed, on_row=save_partial)
         print(f"\n{'workers':8} {'conc':>4} {'trials':>6} {'ok':>3} {'wall s':>7} {'x local':>7} {'trial s':>7} "
               f"{'in fn s':>7} {'launch s':>8} {'dispatch s':>10} {'remote +s/trial':>15} {'load before':>16}")
         for r in record["workers"]:
             print(f"{str(r['workers']):8} {r['concurrency']:4d} {r['trials']:6d} {r['succeeded']:3d} {r['wall_s']:7.1f} "
-                  f"{r['wall_vs_local']:7.2f} {r['mean_trial_s']!s:>7} {r['mean_in_function_s']!s:>7} "
+                  f"{r['wall_vs_local']!s:>7} {r['mean_trial_s']!s:>7} {r['mean_in_function_s']!s:>7} "
                   f"{r['mean_launch_s']!s:>8} {r['mean_dispatch_s']!s:>10} {r['overhead_per_trial_s']!s:>15} "
                   f"{str(r['loadavg_before']):>16}")
-        last = record["workers"][-1]
-        print(f"2 loopback workers vs 1: {last['wall_vs_1_worker']}x the wall time; vs local 2 at a time: "
-              f"{last['wall_vs_local_2_at_a_time']}x (one machine: the workers share its cores, so about 1x is expected)")
+        two = next(r for r in record["workers"] if r["workers"] == 2)
+        print(f"2 loopback workers vs 1: {two['wall_vs_1_worker']}x the wall time; vs local 2 at a time: "
+              f"{two['wall_vs_local_2_at_a_time']}x (one machine: the workers share its cores, so about 1x is expected)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nwrote {args.json}")
