@@ -19,9 +19,12 @@ Parts (``--parts``):
 
     .venv/bin/python experiments/benchmarks/device_latency.py [--parts accuracy workers]
         [--cases conv_net_small@digits] [--n-models 40] [--trials 20] [--seed 1] [--json PATH]
+        [--keep-tables DIR]
 
 State the conditions with the numbers: the JSON records the load average before and after each
-part, since a shared machine is never quiet.
+part, since a shared machine is never quiet. The busy spinner inherits HWNAS_PRIORITY=1 (nice 0)
+and holds a whole core for the busy phase: every nice-19 process on a 2-core machine (other
+jobs included) crawls meanwhile.
 """
 
 from __future__ import annotations
@@ -57,8 +60,9 @@ def busy_core() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True:\n    pass"], preexec_fn=pin)
 
 
-def accuracy_case(case: str, n_models: int, seed: int, busy: bool) -> dict:
-    """Profile ``case`` into a fresh cache (under load if ``busy``), then evaluate the predictor."""
+def accuracy_case(case: str, n_models: int, seed: int, busy: bool, keep_tables: Path | None = None) -> dict:
+    """Profile ``case`` into a fresh cache (under load if ``busy``), then evaluate the predictor;
+    the fresh table is copied to ``keep_tables`` when given (to re-fit or inspect it later)."""
     from latency_predictor import SHAPES, evaluate_case
 
     from nni_hwnas.hardware.profiles import load_profile
@@ -83,6 +87,11 @@ def accuracy_case(case: str, n_models: int, seed: int, busy: bool) -> dict:
                 spinner.kill()
                 spinner.wait()
         row, _ = evaluate_case(PROFILE, case, n_models, seed)
+        if keep_tables is not None:
+            import shutil
+
+            keep_tables.mkdir(parents=True, exist_ok=True)
+            shutil.copy(report.path, keep_tables / f"{case.replace('@', '-')}-{'busy' if busy else 'as-is'}.json")
     return {**row, "condition": "busy (1 core spun by a 2nd process while profiling)" if busy else "as is",
             "first_use_profiling_s": round(profiling_s, 1), "noise": report.noise,
             "layers_remeasured": report.layers_remeasured, "models_remeasured": report.models_remeasured,
@@ -209,12 +218,13 @@ def main() -> int:
     parser.add_argument("--n-models", type=int, default=40)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep-tables", type=Path, default=None, help="copy each fresh table here")
     parser.add_argument("--json", type=Path, default=RESULTS / "device_latency.json")
     args = parser.parse_args()
     record: dict = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": args.seed,
                     "cpu_count": os.cpu_count(), "argv": sys.argv[1:]}
     if "accuracy" in args.parts:
-        record["accuracy"] = [accuracy_case(case, args.n_models, args.seed, busy)
+        record["accuracy"] = [accuracy_case(case, args.n_models, args.seed, busy, args.keep_tables)
                               for case in args.cases for busy in (False, True)]
         print(f"\n{'case':26} {'condition':12} {'profile s':>9} {'±10%':>6} {'Spearman':>8} {'re-measure ±10%':>15} "
               f"{'noisy rows':>10} {'load':>14}")
