@@ -14,8 +14,9 @@ Parts (``--parts``):
   after each search, so an interrupted run keeps the searches it finished (``"partial": true``). On one machine two workers share the same cores, so against
   local two-at-a-time expect about 1x. The per-trial overhead of the remote service is read from
   NNI's own event times, not from wall-time differences (which a shared machine's load swamps):
-  per trial, dispatch (WAITING to RUNNING) plus launch (NNI's trial duration minus the trial
-  function's own ``trial_seconds``), remote 1 worker minus local one at a time.
+  per trial, dispatch (a trial's end to the next one's start, one at a time) plus launch (NNI's
+  trial duration minus the trial function's own ``trial_seconds``), remote 1 worker minus local
+  one at a time.
 
     .venv/bin/python experiments/benchmarks/device_latency.py [--parts accuracy workers]
         [--cases conv_net_small@digits] [--n-models 40] [--trials 20] [--seed 1] [--json PATH]
@@ -125,7 +126,7 @@ def search_wall(trials: int, workers: list, work: Path, port: int, seed: int, co
     run = json.loads((folder / "out" / "run.json").read_text())
     return {"workers": len(workers) or "local", "concurrency": concurrency, "trials": len(rows),
             "succeeded": sum(r["status"] == "SUCCEEDED" for r in rows), "wall_s": round(wall, 1),
-            **trial_overheads(Path(run["experiment_directory"]), rows),
+            **trial_overheads(Path(run["experiment_directory"]), rows, concurrency),
             "mean_train_s": round(sum(r.get("train_seconds", 0) for r in rows) / max(len(rows), 1), 2),
             "loadavg_before": load_before, "loadavg_after": load()}
 
@@ -134,26 +135,29 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 2) if values else None
 
 
-def trial_overheads(experiment_dir: Path, rows: list[dict]) -> dict:
+def trial_overheads(experiment_dir: Path, rows: list[dict], concurrency: int) -> dict:
     """Where a trial's time goes, from NNI's own event times (its database) and the trial's clock.
 
     - ``mean_trial_s``: RUNNING to finished, as NNI records it;
     - ``mean_in_function_s``: our trial function's own ``trial_seconds`` (data, timing, training);
     - ``mean_launch_s``: the difference, i.e. starting the trial process, imports, reporting back;
-    - ``mean_dispatch_s``: from a trial's WAITING (the strategy submitted it) to its RUNNING;
+    - ``mean_dispatch_s``: one at a time only, from a trial's end to the next one's RUNNING (NNI's
+      NAS trials record no WAITING event, so this turnaround is what can be read);
     - ``cost_per_trial_s``: launch + dispatch, what the training service adds to every trial.
     """
     import sqlite3
 
     with sqlite3.connect(f"file:{experiment_dir / 'db' / 'nni.sqlite'}?mode=ro", uri=True) as db:
         events = db.execute("select timestamp, trialJobId, event from TrialJobEvent").fetchall()
-    first: dict[str, dict[str, int]] = {}
+    spans: dict[str, dict[str, int]] = {}
     for timestamp, trial, event in events:
-        first.setdefault(trial, {}).setdefault(event, timestamp)
+        spans.setdefault(trial, {}).setdefault("start" if event == "RUNNING" else "end", timestamp)
+    ordered = sorted((s["start"], s["end"]) for s in spans.values() if "start" in s and "end" in s)
+    dispatch = ([(nxt[0] - prev[1]) / 1000.0 for prev, nxt in zip(ordered, ordered[1:])]
+                if concurrency == 1 else [])
     durations = [r["duration_s"] for r in rows if r.get("duration_s") is not None]
     launch = [r["duration_s"] - r["trial_seconds"] for r in rows
               if r.get("duration_s") is not None and isinstance(r.get("trial_seconds"), (int, float))]
-    dispatch = [(e["RUNNING"] - e["WAITING"]) / 1000.0 for e in first.values() if "RUNNING" in e and "WAITING" in e]
     cost = (_mean(launch) or 0.0) + (_mean(dispatch) or 0.0)
     return {"mean_trial_s": _mean(durations), "mean_in_function_s": _mean([r["trial_seconds"] for r in rows
                                                                            if "trial_seconds" in r]),
