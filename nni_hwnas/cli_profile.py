@@ -128,7 +128,8 @@ def _measure(args: argparse.Namespace, profile: Any, definitions: list[Any], set
     print(f"nni-hwnas: {report.layers_measured} layers measured ({report.layers_kept} already there, "
           f"{report.noisy_layers} with IQR > 10% of the median, {report.layers_remeasured} re-measured as disturbed), "
           f"{report.models_measured} whole models measured "
-          f"({report.models_kept} already there) in {report.seconds:.0f} s; table {path} has {len(table)} rows")
+          f"({report.models_kept} already there, {report.models_remeasured} re-measurements of disturbed ones) "
+          f"in {report.seconds:.0f} s; table {path} has {len(table)} rows")
     for context, correction in sorted(report.corrections.items()):
         print(f"nni-hwnas: correction {context}: {correction}")
     reasons = table.stale_reasons(getattr(measurer, "environment", None), threads=profile.threads)

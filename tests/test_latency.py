@@ -376,3 +376,37 @@ def test_stale_shipped_style_table_warns_when_loaded_for_prediction(tmp_path):
         warnings.simplefilter("always")
         load_table(load_profile("host-cpu-1t"), path)
     assert any(issubclass(w.category, StaleTableWarning) and "torch_version '0.0.1'" in str(w.message) for w in caught)
+
+
+def test_disturbed_whole_models_are_remeasured_and_left_out_of_the_fit():
+    """A whole model whose series was noisy is measured again (the smaller time kept), and the
+    correction is fitted on the steady models when there are enough of them: a disturbed model's
+    inflated minimum must not raise the scale."""
+    from nni_hwnas.hardware.predictor import MIN_STEADY_MODELS, fit_corrections, steady_models
+    from nni_hwnas.hardware.profiler import remeasure_disturbed_models
+
+    key = LayerKey("conv", 1, 16, in_hw=8, kernel=3, pool=True)
+    lin = LayerKey("linear", 256, 10, relu=False, flatten=True)
+    steady = lambda ms: Timing.from_times_ms([ms, ms * 1.01, ms * 1.02, ms * 1.03])  # noqa: E731
+    noisy = lambda ms: Timing.from_times_ms([ms, ms * 1.3, ms * 1.6, ms * 2.0])  # noqa: E731
+    rows = {key: steady(0.02), lin: steady(0.01)}
+    models = [ModelMeasurement("conv_net@1x8x8/10", f"s{i}", {}, (key,) * (1 + i % 3) + (lin,),
+                               steady(1.1 * (0.02 * (1 + i % 3) + 0.01))) for i in range(MIN_STEADY_MODELS)]
+    models += [ModelMeasurement("conv_net@1x8x8/10", f"n{i}", {}, (key, lin), noisy(0.06)) for i in range(5)]
+    table = LatencyTable(header(), rows, list(models), {})
+    assert len(steady_models(table.models)) == MIN_STEADY_MODELS
+    assert fit_corrections(table)["conv_net@1x8x8"].scale_ == pytest.approx(1.1, abs=1e-6)  # the noisy ones ignored
+    assert steady_models(table.models[-9:]) == table.models[-9:]  # too few steady ones: all are used
+
+    class Measurer:
+        calls: list = []
+
+        def model(self, specs, input_shape):
+            self.calls.append(tuple(input_shape))
+            return steady(0.04)
+
+    measurer = Measurer()
+    assert remeasure_disturbed_models(table, measurer, FAST, progress=False) == 5  # one round: all steady then
+    assert measurer.calls == [(1, 8, 8)] * 5
+    assert [m.timing.min_ms for m in table.models[-5:]] == [0.04] * 5 and not any(m.timing.noisy for m in table.models)
+    assert table.models[:MIN_STEADY_MODELS] == models[:MIN_STEADY_MODELS]  # steady ones untouched

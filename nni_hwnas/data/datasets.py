@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -382,6 +382,7 @@ def load_dataset(
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     augment: AugmentSpec | Mapping[str, Any] | None = None,
+    machine_data_roots: Sequence[Mapping[str, Any]] | None = None,
     **options: Any,
 ) -> DatasetSplits:
     """Load ``name`` (a registry entry) as standardised in-memory tensors with train/val/test splits.
@@ -393,8 +394,13 @@ def load_dataset(
     when the user asked for it. ``augment`` (a spec, or ``{flip, crop_padding}`` with None meaning
     the dataset's default) overrides the dataset's default augmentation; ``options`` are the extra
     ``dataset`` keys (``path``, ``keys``, ``image_size``, ``cache``) an entry may read.
+    ``machine_data_roots`` (trial arguments of a remote search) replaces ``data_root`` with the
+    root of the remote machine this trial runs on (:mod:`nni_hwnas.data.machine_roots`).
     """
+    from nni_hwnas.data.machine_roots import data_root_here
     from nni_hwnas.data.registry import DatasetRequest, check_options, get_entry
+
+    data_root = data_root_here(data_root, machine_data_roots)
 
     entry = get_entry(str(name).strip().lower())
     check_options(entry, options)

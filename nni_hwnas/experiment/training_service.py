@@ -7,7 +7,8 @@
       nni_manager_ip: 192.168.1.10     # this machine as the workers reach it (default 127.0.0.1 for loopback)
       machines:
         - {host: 192.168.1.21, port: 22, user: me, ssh_key_file: ~/.ssh/id_ed25519}
-        - {host: 192.168.1.22, user: me, ssh_key_file: ~/.ssh/id_ed25519, python_path: /opt/venv/bin}
+        - {host: 192.168.1.22, user: me, ssh_key_file: ~/.ssh/id_ed25519, python_path: /opt/venv/bin,
+           data_root: /srv/medmnist}
 
 What NNI 3.0 needs (tried on loopback SSH, see ``tests/test_remote_trials.py``):
 
@@ -16,10 +17,12 @@ What NNI 3.0 needs (tried on loopback SSH, see ``tests/test_remote_trials.py``):
   ``PATH``) defaults to its folder. A relative ``python3`` would meet ``~/.bashrc`` over SSH.
 - NNI uploads the driver's working folder to every machine (at most 2000 files or 300 MB; a
   ``.nniignore`` there is honoured): start searches from a small folder, not from a home folder.
-- The trial arguments carry absolute paths resolved on the driver: the data root (none for
-  ``digits``) and the latency table must exist at the same paths on every machine. Tables are
-  found so by default for loopback workers; for other hosts copy the table the driver reports
-  (``run.json`` ``hardware.latency_table``) and the data to the same paths.
+- Data: a machine's ``data_root`` (absolute, or ``~/...`` for that machine's home) is where its
+  trials read the dataset (:mod:`nni_hwnas.data.machine_roots`: each trial finds its machine from
+  ``SSH_CONNECTION``); machines without one read the driver's absolute data root, which must then
+  exist at the same path there. The latency table is passed as the driver's absolute path: found
+  so by default for loopback workers; for other hosts copy the table the driver reports
+  (``run.json`` ``hardware.latency_table``) to the same path.
 - The workers need an SSH key (``ssh_key_file``) and sshd's ``Subsystem sftp`` (NNI uploads by SFTP).
 """
 
@@ -34,7 +37,7 @@ from typing import Any, Mapping, Sequence
 from nni_hwnas.errors import UserError, closest
 
 PLATFORMS = ("local", "remote")
-MACHINE_KEYS = ("host", "port", "user", "ssh_key_file", "python_path")
+MACHINE_KEYS = ("host", "port", "user", "ssh_key_file", "python_path", "data_root")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Machine:
     ssh_key_file: str
     port: int = 22
     python_path: str | None = None
+    data_root: str | None = None  # where this machine's trials read the data (None: the driver's path)
 
     @property
     def loopback(self) -> bool:
@@ -84,7 +88,12 @@ def parse_machines(machines: Sequence[Any], base_dir: Path | None = None) -> lis
         if python_path is not None and (not isinstance(python_path, str) or not Path(python_path).is_absolute()):
             raise UserError(f"config: `{where}.python_path` must be an absolute folder (a relative one meets "
                             f"~/.bashrc over SSH), got {python_path!r}")
-        parsed.append(Machine(entry["host"], entry["user"], str(key_file.resolve()), port, python_path))
+        data_root = entry.get("data_root")
+        if data_root is not None and (not isinstance(data_root, str)
+                                      or not (Path(data_root).is_absolute() or data_root.startswith("~"))):
+            raise UserError(f"config: `{where}.data_root` must be a folder on that machine, absolute or under ~ "
+                            f"(trials start in NNI's upload folder), got {data_root!r}")
+        parsed.append(Machine(entry["host"], entry["user"], str(key_file.resolve()), port, python_path, data_root))
     return parsed
 
 

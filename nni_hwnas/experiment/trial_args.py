@@ -30,13 +30,20 @@ def resolve_space(config: RunConfig) -> tuple[str, dict]:
 
 
 def trial_dataset_args(config: RunConfig) -> dict[str, Any]:
-    """Dataset arguments a trial process loads with: the absolute folder the driver checked."""
+    """Dataset arguments a trial process loads with: the absolute folder the driver checked, and on
+    remote machines that name their own ``data_root``, every machine's root (the trial picks its own)."""
     from nni_hwnas.data.datasets import resolve_data_root
+    from nni_hwnas.data.machine_roots import machine_data_roots
 
     d = config.dataset
-    return {"name": d.name, "data_root": str(resolve_data_root(d.data_root)), "download": False,
+    args = {"name": d.name, "data_root": str(resolve_data_root(d.data_root)), "download": False,
             "val_fraction": d.val_fraction, "test_fraction": d.test_fraction, "path": d.path, "keys": d.keys,
             "image_size": d.image_size, "cache": d.cache, "augment": dataclasses.asdict(d.augment) if d.augment else None}
+    ts = config.training_service
+    roots = machine_data_roots(ts.machines) if ts.platform == "remote" else None
+    if roots is not None:
+        args["machine_data_roots"] = roots
+    return args
 
 
 def trial_training_args(config: RunConfig) -> dict[str, Any]:

@@ -25,7 +25,8 @@ fixed here without touching the installed package:
    the post); and before the engine starts, that it is ours (:func:`check_manager_is_ours`).
 
 5. NNI gives a starting manager about 3 s to answer; on a loaded machine it gives up, kills it
-   and fails the start. Fix: 30 s (:data:`STARTUP_TRIES`), in the same wrapper as fix 4.
+   and fails the start (seen at load 15, also resuming over the remote service). Fix: 60 s
+   (:data:`STARTUP_TRIES`), in the same wrapper as fix 4.
 
 Also: a failed resume's ``stop()`` overwrote the checkpoint with an empty strategy state. Here
 the checkpoint folder is copied aside before resuming, and a resume that failed before loading
@@ -65,7 +66,7 @@ __all__ = ["ResumableNasExperiment", "NasTunerCommandChannel", "SetSafeJsonSeria
 
 _log = logging.getLogger("nni_hwnas.strategies")
 #: Seconds (one try a second) a starting NNI manager gets to answer its REST API (fix 5).
-STARTUP_TRIES = 30
+STARTUP_TRIES = 60
 _TUNER_ONLY_COMMANDS = (CommandType.ImportData, CommandType.AddCustomizedTrialJob)
 _channel_swap_lock = threading.Lock()
 
