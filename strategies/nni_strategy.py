@@ -33,6 +33,7 @@ from nni_hwnas.errors import UserError, unknown
 from nni_hwnas.nni_compat.rest import TERMINAL_STATUSES, declared_value, final_parameter_id
 
 from .hw_evolution import HwEvolution, SpaceExhausted
+from .progressive import with_space_stages
 from .settings import HwEvolutionSettings
 
 __all__ = ["HwEvolutionStrategy", "make_hw_evolution", "STRATEGY_NAME", "CONFIG_ARGS"]
@@ -147,14 +148,7 @@ class HwEvolutionStrategy(Strategy):
             labels = {label: tuple(mine[label]) for label in labels}
             identity = identity or definition.arch_id
             canonical = definition.canonical
-        settings = dict(self.settings)
-        schedule = settings["progressive"]
-        if schedule is not None and schedule.stages is None:
-            stages = getattr(definition, "progressive_stages", None)
-            if stages is None:
-                raise UserError("hw_evolution: `progressive` needs `stages` (the values each stage adds): "
-                                f"space {getattr(definition, 'name', '?')!r} defines none")
-            settings["progressive"] = schedule.with_stages(stages)
+        settings = with_space_stages(self.settings, definition)
         self._core = HwEvolution(labels, objectives=self.objective_config, identity=identity, canonical=canonical,
                                  screen=self.screen, **settings)
         if self._pending_state is not None:

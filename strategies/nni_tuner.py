@@ -18,6 +18,7 @@ from nni.utils import ClassArgsValidator
 from nni_hwnas.errors import UserError
 
 from .hw_evolution import HwEvolution, SpaceExhausted
+from .progressive import with_space_stages
 from .settings import HwEvolutionSettings
 
 _log = logging.getLogger("nni_hwnas.tuner")
@@ -29,8 +30,9 @@ class HwEvolutionTuner(Tuner):
     """Multi-objective regularized evolution over an nnictl search space.
 
     Args:
-        space: Our space the search-space JSON came from (``conv_net`` or ``medmnist_cnn``), so
-            architectures that differ only in unused layers count as one; None hashes every label.
+        space: Our space the search-space JSON came from (``conv_net``, ``medmnist_cnn``,
+            ``staged_net``), so architectures that differ only in unused layers count as one and
+            ``progressive`` finds the space's stages; None hashes every label.
         class_args: the names of :class:`~strategies.settings.HwEvolutionSettings` (nnictl's
             ``classArgs`` arrive as keywords; each is checked there, an unknown one by name).
     """
@@ -49,14 +51,15 @@ class HwEvolutionTuner(Tuner):
                 raise UserError(f"search space entry {label!r} must be a choice (`_type: choice`); "
                                 f"write the file with `nni-hwnas export-space`")
             labels[label] = tuple(spec["_value"])
-        identity = canonical = None
+        identity = canonical = definition = None
         if self.space is not None:
             from search_spaces.registry import definition_from_labels
 
             definition = definition_from_labels(self.space, labels)
             identity, canonical = definition.arch_id, definition.canonical
+        settings = with_space_stages(self.settings, definition)  # staged_net's own stages
         self.core = HwEvolution(labels, objectives=self.objective_config, identity=identity,
-                                canonical=canonical, **self.settings)
+                                canonical=canonical, **settings)
 
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
         if self.core is None:

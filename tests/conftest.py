@@ -66,12 +66,15 @@ def latency_table_cache(tmp_path_factory) -> Path:
         os.environ["NNI_HWNAS_CACHE_DIR"] = previous
 
 
-def start_nnictl(run, shipped: str, tmp_path: Path, max_trials: int, experiment_yaml: Path) -> tuple[int, str]:
+def start_nnictl(run, shipped: str, tmp_path: Path, max_trials: int, experiment_yaml: Path,
+                 tuner_args: dict | None = None) -> tuple[int, str]:
     """``nnictl create`` on a shipped ``experiments/nnictl/<shipped>.yml`` with paths made absolute,
-    ``max_trials`` trials and its trials reading ``experiment_yaml``; returns (port, experiment id)."""
+    ``max_trials`` trials, its trials reading ``experiment_yaml`` and ``tuner_args`` overriding
+    the tuner's ``classArgs``; returns (port, experiment id)."""
     import yaml
 
     config = yaml.safe_load((REPO / "experiments" / "nnictl" / f"{shipped}.yml").read_text())
+    config["tuner"].setdefault("classArgs", {}).update(tuner_args or {})
     config.update(maxTrialNumber=max_trials, trialCodeDirectory=str(tmp_path),
                   searchSpaceFile=str(REPO / "experiments" / "nnictl" / config["searchSpaceFile"]),
                   experimentWorkingDirectory=str(tmp_path / "exps"),
