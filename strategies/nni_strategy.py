@@ -30,6 +30,7 @@ from nni.nas.space import ExecutableModelSpace, ModelStatus
 from nni.nas.strategy.base import Strategy
 
 from nni_hwnas.errors import UserError, unknown
+from nni_hwnas.evaluation.inheritance import with_lineage
 from nni_hwnas.nni_compat.rest import TERMINAL_STATUSES, declared_value, final_parameter_id
 
 from .hw_evolution import HwEvolution, SpaceExhausted
@@ -176,7 +177,9 @@ class HwEvolutionStrategy(Strategy):
                 except SpaceExhausted as exc:
                     _log.warning("hw_evolution: %s; stopping the search", exc)
                     break
-                model = self.model_space.freeze(sample)
+                # With evaluator.inherit_weights, the model's trial learns its parent's id.
+                model = with_lineage(self.model_space.freeze(sample), self.core.identity(sample),
+                                     self.core.parent_of(sample))
                 self._running[id(model)] = _Running(model, sample)
             self.engine.submit_models(model)
         self._finish()
