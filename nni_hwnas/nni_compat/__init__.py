@@ -16,6 +16,7 @@ Terminal statuses          :data:`.rest.TERMINAL_STATUSES`                      
 REST decoding              :func:`.rest.decode_metric`                                  nni 3.0
 TPE minimises              :func:`.builtins.builtin_defaults`                           nni 3.0
 Unseeded freeze            :func:`.freeze.reinitialise`                                 nni 3.0
+Manager start timeout      :func:`.resume.wait_longer_for_manager`                      nni 3.0
 =========================  ==========================================================  ============
 
 Importing this package imports nothing of NNI; only :mod:`.resume` imports ``nni.nas``.

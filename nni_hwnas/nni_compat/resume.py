@@ -164,6 +164,27 @@ def _nas_channel() -> Iterator[None]:
             _training_service.TunerCommandChannel = original
 
 
+MANAGER_START_TIMEOUT_S = 60
+
+
+def wait_longer_for_manager(timeout_s: int = MANAGER_START_TIMEOUT_S) -> None:
+    """Give NNI's manager ``timeout_s`` seconds to answer instead of NNI's 3 tries a second apart.
+
+    ``nni.experiment.launcher.start_experiment`` gives up ("Create experiment failed: ... Connection
+    refused") when the Node.js manager has not opened its port within ~3 s, which a loaded machine
+    (load 15+ on 2 cores, seen here) easily exceeds; the experiment then never starts.
+    """
+    from nni.experiment import launcher
+
+    original = getattr(launcher._check_rest_server, "__wrapped__", launcher._check_rest_server)
+
+    def patient(port: int, retry: int = 3, url_prefix: str | None = None) -> None:
+        original(port, max(retry, timeout_s), url_prefix)
+
+    patient.__wrapped__ = original  # type: ignore[attr-defined]
+    launcher._check_rest_server = patient
+
+
 class ResumableNasExperiment(NasExperiment):
     """A ``NasExperiment`` whose runs can be stopped and resumed (fixes 1-3 above).
 
@@ -177,6 +198,7 @@ class ResumableNasExperiment(NasExperiment):
 
     def start(self, port: int = 8080, debug: bool = False, run_mode: RunMode = RunMode.Background) -> None:
         use_json_checkpoints()
+        wait_longer_for_manager()
         super().start(port, debug, run_mode)
 
     def execution_engine_factory(self, config: Any) -> ExecutionEngine:
