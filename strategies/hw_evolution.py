@@ -259,7 +259,7 @@ class HwEvolution:
         evolving = len(self._history) + len(self._pending) >= self.initial_random and len(self._population) >= 2
         while True:
             try:
-                sample, origin, predicted = self._propose(evolving)
+                sample, origin, predicted, parent = self._propose(evolving)
                 break
             except SpaceExhausted:
                 # A used-up stage widens early instead of ending the search.
@@ -268,7 +268,7 @@ class HwEvolution:
                 self._widen("its values are used up")
         cid = self.identity(sample)
         self._pending[cid] = sample
-        self._proposals[cid] = {"origin": origin, "predicted_cost": predicted}
+        self._proposals[cid] = {"origin": origin, "predicted_cost": predicted, "parent": parent}
         self._n_asked += 1
         _log.debug("hw_evolution: proposal %d (%s) %s", self._n_asked, origin, sample)
         return dict(sample)
@@ -285,7 +285,7 @@ class HwEvolution:
         if cid in self._history_index:
             return False
         self._pending.pop(cid, None)
-        proposal = self._proposals.pop(cid, {"origin": "told", "predicted_cost": None})
+        proposal = self._proposals.pop(cid, {"origin": "told", "predicted_cost": None, "parent": None})
         clean = _clean_metrics(metrics)
         reason = None
         if failed:
@@ -439,8 +439,13 @@ class HwEvolution:
 
     # ------------------------------------------------------------------ proposing
 
-    def _propose(self, evolving: bool) -> tuple[Sample, str, float | None]:
-        """A new child (evolved or random) that passes screening; see :meth:`ask`."""
+    def parent_of(self, sample: Mapping[str, Any]) -> str | None:
+        """The id of the population member a pending evolved proposal was bred from (its first
+        parent under crossover), or None (random proposals, or not pending)."""
+        return self._proposals.get(self.identity(sample), {}).get("parent")
+
+    def _propose(self, evolving: bool) -> tuple[Sample, str, float | None, str | None]:
+        """A new child (evolved or random) that passes screening, and its parent's id; see :meth:`ask`."""
         fallback: tuple[float, Sample] | None = None
         labels = self.search_labels()
         if evolving and self._model_ready():
@@ -450,16 +455,20 @@ class HwEvolution:
         if evolving:
             selector = self._selector()
             child: Sample = {}
-            offered: dict[str, tuple[Sample, float | None]] = {}
+            parent: str | None = None
+            offered: dict[str, tuple[Sample, float | None, str | None]] = {}
             fresh = True
             for attempt in range(self.max_attempts):
                 # Every 10th attempt, and after each new child, starts from fresh parents; the
                 # others mutate the duplicate or screened-out child again.
-                child = self._breed(selector) if fresh or attempt % 10 == 0 else self._mutate(child)
+                if fresh or attempt % 10 == 0:
+                    child, parent = self._breed(selector)
+                else:
+                    child = self._mutate(child)
                 verdict, predicted = self._judge(child)
                 fresh = verdict == "new"
                 if fresh:
-                    offered.setdefault(self.identity(child), (child, predicted))
+                    offered.setdefault(self.identity(child), (child, predicted, parent))
                     if len(offered) >= self.surrogate_candidates:
                         break
                 if verdict == "screened" and (fallback is None or predicted < fallback[0]):
@@ -467,14 +476,14 @@ class HwEvolution:
             if offered:
                 children = list(offered.values())
                 if len(children) == 1:
-                    return children[0][0], "evolved", children[0][1]
-                child, predicted = children[self._surrogate_pick([c for c, _ in children])]
-                return child, "evolved (surrogate)", predicted
+                    return children[0][0], "evolved", children[0][1], children[0][2]
+                child, predicted, parent = children[self._surrogate_pick([c for c, _, _ in children])]
+                return child, "evolved (surrogate)", predicted, parent
         for _ in range(self.max_attempts):
             child = random_sample(labels, self.rng)
             verdict, predicted = self._judge(child)
             if verdict == "new":
-                return child, "random", predicted
+                return child, "random", predicted, None
             if verdict == "screened" and (fallback is None or predicted < fallback[0]):
                 fallback = (predicted, child)
         if fallback is not None:
@@ -482,7 +491,7 @@ class HwEvolution:
             self._screened.pop(self.identity(child), None)
             _log.warning("hw_evolution: no new architecture predicted within budget %.4g (+%.0f%%); "
                          "proposing the cheapest found (predicted %.4g)", self.budget, 100 * self.screen_slack, predicted)
-            return child, "over-budget fallback", predicted
+            return child, "over-budget fallback", predicted, None
         raise SpaceExhausted(f"no new architecture found in {2 * self.max_attempts} attempts: "
                              f"{len(self._history)} evaluated and {len(self._pending)} running "
                              "cover (nearly) the whole space")
@@ -523,16 +532,18 @@ class HwEvolution:
         ranks, crowding = rank_and_crowding(losses)
         return members, ranks, crowding
 
-    def _breed(self, selector: tuple[list[int], np.ndarray, np.ndarray]) -> Sample:
+    def _breed(self, selector: tuple[list[int], np.ndarray, np.ndarray]) -> tuple[Sample, str]:
+        """A child of tournament winner(s), and the id of its (first) parent."""
         members, ranks, crowding = selector
         labels = self.search_labels()
         first = tournament(ranks, crowding, self.rng, self.sample_size)
+        parent_id = self._history[members[first]]["id"]
         parent = self._full(self._history[members[first]]["sample"])
         if self.rng.random() < self.crossover_prob:
             second = tournament(ranks, crowding, self.rng, self.sample_size, exclude=first)
             parent = uniform_crossover(parent, self._full(self._history[members[second]]["sample"]),
                                        labels, self.rng)
-        return self._mutate(parent)
+        return self._mutate(parent), parent_id
 
     def _mutate(self, parent: Sample) -> Sample:
         """Mutate only labels that matter for ``parent`` (its canonical labels, when known): a

@@ -32,9 +32,11 @@ from nni.nas.strategy.base import Strategy
 
 from nni_hwnas.budgets import Budgets
 from nni_hwnas.errors import UserError, unknown
+from nni_hwnas.evaluation.inheritance import with_lineage
 from nni_hwnas.nni_compat.rest import TERMINAL_STATUSES, declared_value, final_parameter_id
 
 from .hw_evolution import HwEvolution, SpaceExhausted
+from .progressive import with_space_stages
 from .settings import CmaEsSettings, HwEvolutionSettings
 
 __all__ = ["AskTellStrategy", "HwEvolutionStrategy", "CmaEsStrategy", "make_hw_evolution", "make_cmaes",
@@ -85,6 +87,11 @@ class AskTellStrategy(Strategy):
     def _make_core(self, labels: dict[str, tuple], definition: Any,
                    identity: Callable[[Mapping[str, Any]], str] | None) -> Any:
         raise NotImplementedError
+
+    def parent_of(self, sample: Mapping[str, Any]) -> str | None:
+        """The id of the architecture ``sample`` was bred from, for weight inheritance; None when
+        the core keeps no lineage (CMA-ES draws from a distribution, not from a parent)."""
+        return None
 
     # ------------------------------------------------------------------ what the lead / users read
 
@@ -160,7 +167,9 @@ class AskTellStrategy(Strategy):
                 except SpaceExhausted as exc:
                     _log.warning("%s: %s; stopping the search", self.NAME, exc)
                     break
-                model = self.model_space.freeze(sample)
+                # With evaluator.inherit_weights, the model's trial learns its parent's id.
+                model = with_lineage(self.model_space.freeze(sample), self.core.identity(sample),
+                                     self.parent_of(sample))
                 self._running[id(model)] = _Running(model, sample)
             self.engine.submit_models(model)
         self._finish()
@@ -323,17 +332,13 @@ class HwEvolutionStrategy(AskTellStrategy):
 
     def _make_core(self, labels: dict[str, tuple], definition: Any,
                    identity: Callable[[Mapping[str, Any]], str] | None) -> HwEvolution:
-        settings = dict(self.settings)
-        schedule = settings["progressive"]
-        if schedule is not None and schedule.stages is None:
-            stages = getattr(definition, "progressive_stages", None)
-            if stages is None:
-                raise UserError("hw_evolution: `progressive` needs `stages` (the values each stage adds): "
-                                f"space {getattr(definition, 'name', '?')!r} defines none")
-            settings["progressive"] = schedule.with_stages(stages)
+        settings = with_space_stages(self.settings, definition)
         canonical = definition.canonical if definition is not None else None
         return HwEvolution(labels, objectives=self.objective_config, identity=identity, canonical=canonical,
                            screen=self.screen, budgets=self.budgets, **settings)
+
+    def parent_of(self, sample: Mapping[str, Any]) -> str | None:
+        return self.core.parent_of(sample)
 
 
 class CmaEsStrategy(AskTellStrategy):

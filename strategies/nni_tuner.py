@@ -19,6 +19,7 @@ from nni.utils import ClassArgsValidator
 from nni_hwnas.errors import UserError
 
 from .hw_evolution import HwEvolution, SpaceExhausted
+from .progressive import with_space_stages
 from .settings import CmaEsSettings, HwEvolutionSettings
 
 _log = logging.getLogger("nni_hwnas.tuner")
@@ -31,8 +32,9 @@ class AskTellTuner(Tuner):
     """An ask/tell core over an nnictl search space; subclasses build the core (:meth:`_make_core`).
 
     Args:
-        space: Our space the search-space JSON came from (``conv_net``, ``nb201``, ...), so
-            architectures that differ only in unused layers count as one; None hashes every label.
+        space: Our space the search-space JSON came from (``conv_net``, ``staged_net``, ``nb201``,
+            ...), so architectures that differ only in unused layers count as one and ``progressive``
+            finds the space's stages; None hashes every label.
     """
 
     NAME = "?"
@@ -40,6 +42,7 @@ class AskTellTuner(Tuner):
     def __init__(self, space: str | None = None) -> None:
         self.space = space
         self.core: Any = None
+        self.definition: Any = None  # our space's definition, once the search space arrives
         self._asked: dict[int, dict[str, Any]] = {}  # parameter_id -> sample still running
 
     def _make_core(self, labels: dict[str, tuple], identity: Callable[[Mapping[str, Any]], str] | None,
@@ -53,12 +56,13 @@ class AskTellTuner(Tuner):
                 raise UserError(f"search space entry {label!r} must be a choice (`_type: choice`); "
                                 f"write the file with `nni-hwnas export-space`")
             labels[label] = tuple(spec["_value"])
-        identity = canonical = None
+        identity = canonical = definition = None
         if self.space is not None:
             from search_spaces.registry import definition_from_labels
 
             definition = definition_from_labels(self.space, labels)
             identity, canonical = definition.arch_id, definition.canonical
+        self.definition = definition
         self.core = self._make_core(labels, identity, canonical)
 
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict[str, Any]:
@@ -111,8 +115,9 @@ class HwEvolutionTuner(AskTellTuner):
 
     def _make_core(self, labels: dict[str, tuple], identity: Callable[[Mapping[str, Any]], str] | None,
                    canonical: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None) -> HwEvolution:
+        settings = with_space_stages(self.settings, self.definition)  # staged_net's own stages
         return HwEvolution(labels, objectives=self.objective_config, identity=identity, canonical=canonical,
-                           **self.settings)
+                           **settings)
 
 
 class CmaEsTuner(AskTellTuner):

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 from nni_hwnas.errors import UserError
 
-__all__ = ["ProgressiveSchedule"]
+__all__ = ["ProgressiveSchedule", "with_space_stages"]
 
 @dataclass(frozen=True)
 class ProgressiveSchedule:
@@ -104,3 +104,23 @@ class ProgressiveSchedule:
     def as_dict(self) -> dict[str, Any]:
         return {"stages": [list(s) for s in self.stages or ()], "after_trials": list(self.after_trials),
                 "patience": self.patience}
+
+
+def with_space_stages(settings: Mapping[str, Any], definition: Any) -> dict[str, Any]:
+    """``settings`` (the core's keyword arguments) with a ``progressive`` schedule that names no
+    ``stages`` given the space's own (``definition.progressive_stages``). Both NNI adapters (the
+    NAS strategy and the nnictl tuner) call it, so ``progressive: {after_trials: [...]}`` means
+    the same on both routes.
+
+    Raises:
+        UserError: the schedule names no stages and the space defines none.
+    """
+    settings = dict(settings)
+    schedule = settings.get("progressive")
+    if schedule is not None and schedule.stages is None:
+        stages = getattr(definition, "progressive_stages", None)
+        if stages is None:
+            raise UserError("hw_evolution: `progressive` needs `stages` (the values each stage adds): "
+                            f"space {getattr(definition, 'name', '?')!r} defines none")
+        settings["progressive"] = schedule.with_stages(stages)
+    return settings

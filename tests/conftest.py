@@ -67,15 +67,16 @@ def latency_table_cache(tmp_path_factory) -> Path:
 
 
 def start_nnictl(run, shipped: str, tmp_path: Path, max_trials: int, experiment_yaml: Path,
-                 tuner: dict | None = None) -> tuple[int, str]:
+                 tuner: dict | None = None, tuner_args: dict | None = None) -> tuple[int, str]:
     """``nnictl create`` on a shipped ``experiments/nnictl/<shipped>.yml`` with paths made absolute,
-    ``max_trials`` trials, its trials reading ``experiment_yaml`` and, if given, another ``tuner``
-    section; returns (port, experiment id)."""
+    ``max_trials`` trials, its trials reading ``experiment_yaml``, if given another ``tuner``
+    section, and ``tuner_args`` overriding the tuner's ``classArgs``; returns (port, experiment id)."""
     import yaml
 
     config = yaml.safe_load((REPO / "experiments" / "nnictl" / f"{shipped}.yml").read_text())
     if tuner is not None:
         config["tuner"] = tuner
+    config["tuner"].setdefault("classArgs", {}).update(tuner_args or {})
     config.update(maxTrialNumber=max_trials, trialCodeDirectory=str(tmp_path),
                   searchSpaceFile=str(REPO / "experiments" / "nnictl" / config["searchSpaceFile"]),
                   experimentWorkingDirectory=str(tmp_path / "exps"),

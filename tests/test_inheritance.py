@@ -27,3 +27,83 @@ def test_child_inherits_shared_blocks_and_keeps_changed_ones_fresh():
     changed = [n for n in state if n.startswith("2.") and parent_state.get(n, torch.empty(0)).shape != state[n].shape]
     assert changed == ["2.0.body.0.weight"]  # the depthwise 5x5 kernel (a residual block); BN and pointwise kept
     assert report.fresh == state[changed[0]].numel() and 0.9 < report.fraction < 1.0
+
+
+def test_evolved_proposals_name_their_parent_and_random_ones_none():
+    from strategies.hw_evolution import HwEvolution
+
+    definition = make_definition(*load_preset("staged_net_s3"), (1, 8, 8), 10)
+    evo = HwEvolution(definition.mutable_labels(), identity=definition.arch_id, canonical=definition.canonical,
+                      population_size=4, sample_size=2, initial_random=2, seed=0)
+    for i in range(6):
+        sample = evo.ask()
+        parent = evo.parent_of(sample)
+        told = {r["id"] for r in evo.history}
+        assert (parent is None) if i < 2 else (parent in told)  # a member of the population, already told
+        evo.tell(sample, {"default": 0.1 * i, "latency_ms": 1.0 + i})
+    assert [r["parent"] is None for r in evo.history] == [True, True, False, False, False, False]
+
+
+def test_inherit_weights_is_refused_without_training_or_hw_evolution():
+    import pytest
+
+    from nni_hwnas.errors import UserError
+    from nni_hwnas.experiment.config import parse_config
+
+    with pytest.raises(UserError, match="needs `strategy.name: hw_evolution`"):
+        parse_config({"strategy": {"name": "Random"}, "evaluator": {"inherit_weights": True}})
+    with pytest.raises(UserError, match="needs `evaluator.kind: train`"):
+        parse_config({"strategy": {"name": "hw_evolution"}, "evaluator": {"kind": "proxy", "inherit_weights": True}})
+
+
+CONFIG = """
+name: inherit-e2e
+seed: 3
+dataset: {{name: digits}}
+space: {{preset: staged_net_s3}}
+strategy:
+  name: hw_evolution
+  args: {{objectives: [score, cost, second_cost], score_metric: accuracy, population_size: 4, sample_size: 2,
+          initial_random: 2}}
+evaluator: {{epochs: 1, train_subset: 300, inherit_weights: true}}
+hardware: {{profile: host-cpu-1t, table: {table}}}
+experiment: {{max_trials: 4, concurrency: 1, working_directory: {exps}}}
+"""
+
+
+def test_real_nni_experiment_children_start_from_their_parents_weights(tmp_path, nni_home):
+    """Through NasExperiment: every trial saves its weights under the experiment's folder, and each
+    evolved child's trial process receives its parent's id and starts from the parent's weights."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import REPO, free_port
+
+    config = tmp_path / "inherit.yaml"
+    config.write_text(CONFIG.format(table=REPO / "hw_profiles" / "tables" / "host-cpu-1t-staged_net.json",
+                                    exps=tmp_path / "exps"))
+    script = Path(sys.executable).with_name("nni-hwnas")
+    result = subprocess.run([str(script), "search", "--config", str(config), "--port", str(free_port()),
+                             "--output", str(tmp_path / "out"), "--no-dashboard"], cwd=REPO, capture_output=True,
+                            text=True, timeout=900)  # 4 trials one at a time; slow on a loaded machine
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    history = json.loads((tmp_path / "out" / "strategy_history.json").read_text())["history"]
+    trials = json.loads((tmp_path / "out" / "trials.json").read_text())
+    assert len(history) == len(trials) == 4 and all(t["status"] == "SUCCEEDED" for t in trials)
+    definition = make_definition(*load_preset("staged_net_s3"), (1, 8, 8), 10)
+    labels = definition.mutable_labels()
+    fraction = {definition.arch_id({k: t[f"arch.{k}"] for k in labels}): t["inherited_fraction"] for t in trials}
+    saved = {p.stem for p in (tmp_path / "exps").glob("*/weights/*.pt")}
+    assert saved == {r["id"] for r in history}  # every trial's trained weights, by architecture id
+    children = [r for r in history if r["parent"] is not None]
+    assert len(children) == 2 and all(r["parent"] in saved for r in children)
+    assert all(fraction[r["id"]] == 0.0 for r in history if r["parent"] is None)
+    assert all(0.0 < fraction[r["id"]] < 1.0 for r in children)  # the shared layers came from the parent
+    # What each child's trial inherited is what its parent's saved weights give that architecture.
+    for child in children:
+        parent_file = next((tmp_path / "exps").glob(f"*/weights/{child['parent']}.pt"))
+        network = build_network(definition.describe(child["sample"]))
+        expected = inherit_weights(network, torch.load(parent_file, weights_only=True)).fraction
+        assert abs(fraction[child["id"]] - expected) < 1e-12

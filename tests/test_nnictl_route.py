@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, free_port, rest, start_nnictl, wait_for_trials
+from conftest import REPO, decode, free_port, rest, start_nnictl, wait_for_trials
 from nni_hwnas.errors import UserError
 from nni_hwnas.evaluation.hpo_trial import check_parameters
 from nni_hwnas.experiment.space_export import nni_search_space
@@ -21,7 +21,7 @@ from search_spaces.registry import definition_from_labels
 
 BIN = Path(sys.executable).parent
 SHIPPED = {"digits": ("quickstart", (1, 8, 8), 10), "octmnist": ("octmnist", (1, 28, 28), 4),
-           "cifar10": ("cifar10", (3, 32, 32), 10)}
+           "cifar10": ("cifar10", (3, 32, 32), 10), "staged_net_digits": ("staged_net_digits", (1, 8, 8), 10)}
 
 
 def shipped_space(config: str):
@@ -66,13 +66,23 @@ def test_parameters_of_another_space_are_rejected():
 
 
 
-def test_tuner_round_trip_through_nnictl(tmp_path):
+def nnictl_runner(tmp_path: Path):
+    """(env, run): a private HOME / NNI_CONFIG_DIR, this venv first on PATH (the trials' python3),
+    and ``run(*cmd)`` executing a command in that environment."""
     home = tmp_path / "home"
     (home / "nni-config").mkdir(parents=True)
     env = {**os.environ, "HOME": str(home), "NNI_CONFIG_DIR": str(home / "nni-config"),
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    run = lambda *cmd: subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)  # noqa: E731
+    return env, lambda *cmd: subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
 
+
+def final_metrics(port: int) -> list[tuple[int, dict]]:
+    """(parameter id, metric dict) of every FINAL metric NNI holds."""
+    return [(int(m["parameterId"]), decode(m["data"])) for m in rest(port, "/metric-data") if m["type"] == "FINAL"]
+
+
+def test_tuner_round_trip_through_nnictl(tmp_path):
+    env, run = nnictl_runner(tmp_path)
     assert run(str(BIN / "nni-hwnas"), "register").returncode == 0
     assert "HwEvolution" in run(str(BIN / "nnictl"), "algo", "list").stdout
 
@@ -83,12 +93,10 @@ def test_tuner_round_trip_through_nnictl(tmp_path):
     port, experiment_id = start_nnictl(lambda *cmd: run(str(BIN / cmd[0]), *cmd[1:]), "digits", tmp_path, 3, experiment)
     try:
         jobs = wait_for_trials(port, 3, tmp_path / "exps" / experiment_id / "log", 240)
-        finals = [m for m in rest(port, "/metric-data") if m["type"] == "FINAL"]
+        finals = final_metrics(port)
         assert len(finals) == 3
         samples = []
-        for record in finals:
-            metrics = json.loads(json.loads(record["data"])) if isinstance(json.loads(record["data"]), str) \
-                else json.loads(record["data"])
+        for _, metrics in finals:
             assert {"default", "accuracy", "latency_ms", "params", "flops", "within_budget"} <= set(metrics)
         for job in jobs:
             samples.append(json.dumps(json.loads(job["hyperParameters"][0])["parameters"], sort_keys=True))
@@ -149,3 +157,37 @@ def test_check_nnictl_catches_what_nnictl_create_accepts_silently(tmp_path, monk
     finally:
         good.unlink(missing_ok=True)
         bad.unlink(missing_ok=True)
+
+
+def test_staged_net_searched_progressively_in_3d_through_nnictl(tmp_path):
+    """The shipped staged_net nnictl config: our tuner proposes stage 1's ops first (progressive), and
+    the trials (hpo_trial, the latency table's predictions) report all three objectives."""
+    env, run = nnictl_runner(tmp_path)
+    assert run(str(BIN / "nni-hwnas"), "register").returncode == 0
+    config = yaml.safe_load((REPO / "experiments" / "staged_net_digits.yaml").read_text())
+    config["evaluator"].update(epochs=1, train_subset=300)
+    config["hardware"]["table"] = str(REPO / "hw_profiles" / "tables" / "host-cpu-1t-staged_net.json")
+    experiment = tmp_path / "staged.yaml"
+    experiment.write_text(yaml.safe_dump(config))
+    widen = {"population_size": 4, "sample_size": 2, "initial_random": 2, "progressive": {"after_trials": [2, 3]}}
+    port, experiment_id = start_nnictl(lambda *cmd: run(str(BIN / cmd[0]), *cmd[1:]), "staged_net_digits",
+                                       tmp_path, 5, experiment, tuner_args=widen)
+    try:
+        jobs = wait_for_trials(port, 5, tmp_path / "exps" / experiment_id / "log", 400)
+        params = {json.loads(j["hyperParameters"][0])["parameter_id"]: json.loads(j["hyperParameters"][0])["parameters"]
+                  for j in jobs}
+        finals = final_metrics(port)
+        assert sorted(pid for pid, _ in finals) == sorted(params)
+        for _, metrics in finals:
+            assert metrics["latency_ms"] > 0 and metrics["params"] > 0 and 0 <= metrics["accuracy"] <= 1
+        definition = make_definition(*load_preset("staged_net_s3"), (1, 8, 8), 10)
+        stage_one = set(definition.progressive_stages[0])
+        chosen = [{v for k, v in params[pid].items() if k.endswith(("_op", "_attn"))} for pid in sorted(params)]
+        assert all(values <= stage_one for values in chosen[:2])  # proposed before the first widening
+        assert len({definition.arch_id(p) for p in params.values()}) == 5
+        dispatcher = (tmp_path / "exps" / experiment_id / "log" / "dispatcher.log").read_text()
+        assert "Traceback" not in dispatcher
+    finally:
+        stopped = run(str(BIN / "nnictl"), "stop", experiment_id)
+        run(str(BIN / "nni-hwnas"), "unregister")
+    assert stopped.returncode == 0

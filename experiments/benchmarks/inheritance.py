@@ -1,12 +1,21 @@
-"""Benchmark: does a child that inherits its parent's weights train to a better accuracy in the
-same number of epochs? (EfficientNAS pairs evolution with gradient steps on the offspring.)
+"""Benchmark: does a child that inherits its parent's weights train to a better accuracy, at equal
+epochs and at equal compute? (EfficientNAS pairs evolution with gradient steps on the offspring;
+``evaluator.inherit_weights`` does it inside a search.)
 
-For ``--pairs`` seeded random parents of ``staged_net_s3`` on ``digits`` (and optionally a MedMNIST
-set): train the parent ``--parent-epochs``; make a child by one mutation (one label changes, as
-``hw_evolution`` does); train the child ``--epochs`` twice under the same seed and settings, from
-scratch and from the parent's weights (:func:`nni_hwnas.evaluation.inheritance.inherit_weights`:
-every tensor with the same name and shape). Prints validation accuracy after each epoch, both
-arms, the paired difference (median and how many children gained), and the share of values
+For ``--pairs`` seeded random parents of ``staged_net_s3`` on ``digits`` (or a MedMNIST set):
+train the parent ``--parent-epochs`` (P); make a child by one mutation (one label changes, as
+``hw_evolution`` does); train the child under the same seed and settings
+
+- ``scratch``: E = ``--epochs`` epochs from its seeded initialisation;
+- ``inherited``: E epochs from the parent's weights (:func:`nni_hwnas.evaluation.inheritance.inherit_weights`:
+  every tensor with the same name and shape), as a search's child trial does;
+- ``scratch P+E``: P+E epochs from scratch, the *equal compute* arm: the inherited child's
+  weights have had P+E epochs of gradient steps in all (P as its parent), so this asks whether
+  inheriting beats spending the parent's training on the child itself.
+
+Prints validation accuracy after each epoch, the paired differences (median, how many children
+gained/lost) at equal epochs (inherited vs scratch, per epoch) and at equal compute (inherited
+after E vs scratch after P+E), the training seconds of each arm, and the share of values
 inherited. Not a test.
 
     .venv/bin/python experiments/benchmarks/inheritance.py [--pairs 16] [--epochs 3] [--dataset digits]
@@ -28,12 +37,21 @@ sys.path.insert(0, str(REPO))
 RESULTS = REPO / "experiments" / "benchmarks" / "results"
 
 
-def curve(network, data, settings, seed: int) -> list[float]:
+def curve(network, data, settings, seed: int) -> tuple[list[float], float]:
+    """Validation accuracy after each epoch, and the training seconds."""
     from nni_hwnas.evaluation.training import train_model
 
     accuracies: list[float] = []
+    started = time.perf_counter()
     train_model(network, data, settings, seed, on_epoch=lambda epoch, acc: accuracies.append(float(acc)))
-    return accuracies
+    return accuracies, time.perf_counter() - started
+
+
+def paired(better: np.ndarray, worse: np.ndarray) -> dict[str, float]:
+    """Median of both arms, median paired difference, children that gained and lost."""
+    diff = better - worse
+    return {"inherited_median": float(np.median(better)), "scratch_median": float(np.median(worse)),
+            "median_diff": float(np.median(diff)), "gained": int((diff > 0).sum()), "lost": int((diff < 0).sum())}
 
 
 def main() -> int:
@@ -67,6 +85,7 @@ def main() -> int:
     labels = definition.mutable_labels()
     settings = TrainSettings(epochs=args.epochs, train_subset=args.train_subset)
     parent_settings = dataclasses.replace(settings, epochs=args.parent_epochs)
+    long_settings = dataclasses.replace(settings, epochs=args.parent_epochs + args.epochs)
     rng = np.random.default_rng(args.seed)
     rows = []
     print(f"{'pair':>4s} {'changed':28s} {'inherited':>9s} {'start acc':>9s}  scratch / inherited val acc per epoch")
@@ -81,26 +100,39 @@ def main() -> int:
         inherited = reinitialise(definition.describe(child_sample), seed + 1000)
         share = inherit_weights(inherited, parent.state_dict()).fraction
         start = evaluate_accuracy(inherited.eval(), data.val_x, data.val_y, data.task == "multi-label")
+        scratch_curve, scratch_s = curve(scratch, data, settings, seed)
+        inherited_curve, inherited_s = curve(inherited, data, settings, seed)
+        long_curve, long_s = curve(reinitialise(definition.describe(child_sample), seed + 1000), data, long_settings, seed)
         row = {"pair": pair, "parent": parent_sample, "changed": {k: [parent_sample[k], child_sample[k]] for k in changed},
                "inherited_fraction": share, "start_accuracy": start,
-               "scratch": curve(scratch, data, settings, seed), "inherited": curve(inherited, data, settings, seed)}
+               "scratch": scratch_curve, "inherited": inherited_curve, "scratch_long": long_curve,
+               "seconds": {"scratch": scratch_s, "inherited": inherited_s, "scratch_long": long_s}}
         rows.append(row)
         what = ", ".join(f"{k}:{a}->{b}" for k, (a, b) in row["changed"].items())
         print(f"{pair:4d} {what[:28]:28s} {share:9.2f} {start:9.3f}  "
-              + " ".join(f"{a:.3f}/{b:.3f}" for a, b in zip(row["scratch"], row["inherited"])), flush=True)
+              + " ".join(f"{a:.3f}/{b:.3f}" for a, b in zip(row["scratch"], row["inherited"]))
+              + f"  | scratch {args.parent_epochs + args.epochs} epochs {long_curve[-1]:.3f}", flush=True)
     scratch = np.array([r["scratch"] for r in rows])
     inherited = np.array([r["inherited"] for r in rows])
-    diff = inherited - scratch
-    print(f"\n{'epoch':>5s} {'scratch median':>14s} {'inherited median':>16s} {'median diff':>11s} {'gained':>7s} {'lost':>5s}")
+    print(f"\nequal epochs (child trained {args.epochs} epochs both ways):")
+    print(f"{'epoch':>5s} {'scratch median':>14s} {'inherited median':>16s} {'median diff':>11s} {'gained':>7s} {'lost':>5s}")
     per_epoch = []
     for e in range(args.epochs):
-        entry = {"epoch": e + 1, "scratch_median": float(np.median(scratch[:, e])),
-                 "inherited_median": float(np.median(inherited[:, e])), "median_diff": float(np.median(diff[:, e])),
-                 "gained": int((diff[:, e] > 0).sum()), "lost": int((diff[:, e] < 0).sum())}
+        entry = {"epoch": e + 1, **paired(inherited[:, e], scratch[:, e])}
         per_epoch.append(entry)
         print(f"{e + 1:5d} {entry['scratch_median']:14.4f} {entry['inherited_median']:16.4f} "
               f"{entry['median_diff']:+11.4f} {entry['gained']:7d} {entry['lost']:5d}")
-    result = {"per_epoch": per_epoch, "pairs": rows, "settings": dataclasses.asdict(settings),
+    equal_compute = {"scratch_epochs": args.parent_epochs + args.epochs, "inherited_epochs": args.epochs,
+                     **paired(inherited[:, -1], np.array([r["scratch_long"][-1] for r in rows]))}
+    seconds = {arm: float(np.median([r["seconds"][arm] for r in rows])) for arm in ("scratch", "inherited", "scratch_long")}
+    print(f"equal compute (inherited: {args.parent_epochs} parent + {args.epochs} child epochs; scratch: "
+          f"{equal_compute['scratch_epochs']} epochs): scratch median {equal_compute['scratch_median']:.4f}, "
+          f"inherited median {equal_compute['inherited_median']:.4f}, median diff {equal_compute['median_diff']:+.4f}, "
+          f"gained {equal_compute['gained']}, lost {equal_compute['lost']}")
+    print("median training seconds per child: " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items())
+          + f"; values inherited: median {np.median([r['inherited_fraction'] for r in rows]):.2f}")
+    result = {"per_epoch": per_epoch, "equal_compute": equal_compute, "median_seconds": seconds,
+              "pairs": rows, "settings": dataclasses.asdict(settings),
               "parent_epochs": args.parent_epochs, "dataset": args.dataset, "seed": args.seed,
               "wall_s": time.perf_counter() - started,
               "command": " ".join(["experiments/benchmarks/inheritance.py", *sys.argv[1:]]),

@@ -62,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"nni-hwnas trial: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    if config.evaluator.inherit_weights:  # a tuner's parameters carry no parent: say so, train from scratch
+        print("nni-hwnas trial: `evaluator.inherit_weights` works on the `nni-hwnas search` route only; "
+              "this nnictl trial trains from scratch", file=sys.stderr)
     if config.evaluator.kind == "tabular":
         from nni_hwnas.evaluation.tabular import tabular_metrics
 

@@ -8,6 +8,7 @@ model space, :func:`train_and_report`) and the nnictl route (a tuner hands a par
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -17,6 +18,7 @@ from nni_hwnas.budgets import Budgets
 from nni_hwnas.hardware.cost_model import estimate_cost
 from nni_hwnas.data.datasets import load_dataset
 from nni_hwnas.metrics import is_finite_metrics
+from nni_hwnas.evaluation.inheritance import save_trained, start_from_parent
 from nni_hwnas.evaluation.reward import default_value
 from nni_hwnas.hardware.timing import TimingSettings, measure_model_latency, torch_threads
 from nni_hwnas.evaluation.training import TrainSettings, TrainingDiverged, train_model
@@ -71,8 +73,13 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
                           seed: int, threads: int = 1, latency_repeats: int = 30,
                           on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                           objective: Mapping[str, Any] | None = None, definition: Any = None,
-                          hardware: Mapping[str, Any] | None = None) -> dict[str, float]:
+                          hardware: Mapping[str, Any] | None = None,
+                          inherit: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Train the network ``layer_specs`` describes and return the metric-contract dict.
+
+    ``inherit`` (``evaluator.inherit_weights``: ``dir``, ``id``, ``parent``): start from the
+    parent's saved weights where shapes match (:mod:`nni_hwnas.evaluation.inheritance`), report
+    the share of values inherited as ``inherited_fraction``, and save the trained weights.
 
     ``on_epoch(epoch, metrics)`` gets, after each epoch, ``default``/``accuracy`` so far plus the
     cost metrics: costs are computed *before* training (they don't depend on the weights), so an
@@ -88,9 +95,12 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
         costs = hardware_costs(layer_specs, definition, hardware, data.input_shape, network, threads,
                                latency_repeats)
         network = reinitialise(layer_specs, seed)  # timing ran the network: start training from the seeded weights
+        inherited = start_from_parent(network, inherit) if inherit is not None else None
         epoch_report = None if on_epoch is None else (
             lambda epoch, acc: on_epoch(epoch, intermediate_metrics(acc, costs)))
         result = train_model(network, data, TrainSettings(**training), seed, on_epoch=epoch_report)
+        if inherit is not None and math.isfinite(result.final_accuracy):
+            save_trained(network, inherit)
     metrics: dict[str, float] = {
         "default": result.final_accuracy,
         "accuracy": result.final_accuracy,
@@ -98,6 +108,8 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
         "train_seconds": result.train_seconds,
         "trial_seconds": time.perf_counter() - started,
     }
+    if inherited is not None:
+        metrics["inherited_fraction"] = inherited.fraction
     objective = dict(objective or {})
     metrics["default"] = default_value(metrics, objective.get("default_metric", "accuracy"),
                                        objective.get("reward_target_ms"), objective.get("reward_w", -0.07))
@@ -114,12 +126,14 @@ def intermediate_metrics(accuracy: float, costs: Mapping[str, float]) -> dict[st
 
 def train_and_report(model: Any, dataset: Mapping[str, Any], training: Mapping[str, Any], seed: int,
                      threads: int = 1, latency_repeats: int = 30, objective: Mapping[str, Any] | None = None,
-                     hardware: Mapping[str, Any] | None = None) -> dict[str, float]:
+                     hardware: Mapping[str, Any] | None = None,
+                     inherit: Mapping[str, Any] | None = None) -> dict[str, float]:
     """NNI ``FunctionalEvaluator`` body: per-epoch ``report_intermediate_result``, then one final dict."""
     import nni
 
     metrics = evaluate_architecture(model.layer_specs, dataset, training, seed, threads, latency_repeats,
                                     on_epoch=lambda epoch, metrics: nni.report_intermediate_result(metrics),
-                                    objective=objective, definition=model.definition, hardware=hardware)
+                                    objective=objective, definition=model.definition, hardware=hardware,
+                                    inherit=inherit)
     nni.report_final_result(metrics)
     return metrics

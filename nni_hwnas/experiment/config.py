@@ -103,6 +103,9 @@ class EvaluatorConfig:
     default_metric: str = _bounded("accuracy", choices=("accuracy", "mnas_reward"))
     reward_target_ms: float | None = _bounded(None, low=1e-6)
     reward_w: float = _bounded(-0.07, low=-10.0, high=0.0)
+    # EfficientNAS's gradient fine-tuning of offspring: every trial saves its trained weights in the
+    # experiment's folder; a child of ``hw_evolution`` starts from its parent's where shapes match.
+    inherit_weights: bool = False
 
 
 @dataclass
@@ -256,7 +259,20 @@ def parse_config(data: Mapping[str, Any] | None, base_dir: Path | None = None) -
     if config.space.name is None and config.space.preset is None:
         config.space.name = "conv_net"
     check_duration("experiment.max_duration", config.experiment.max_duration)
+    check_inheritance(config)
     return config
+
+
+def check_inheritance(config: RunConfig) -> None:
+    """``evaluator.inherit_weights`` needs trained trials and a strategy that knows each child's parent."""
+    if not config.evaluator.inherit_weights:
+        return
+    if config.evaluator.kind != "train":
+        raise UserError(f"config: `evaluator.inherit_weights` needs `evaluator.kind: train` (trials that train), "
+                        f"not {config.evaluator.kind!r}")
+    if config.strategy.name != "hw_evolution":
+        raise UserError(f"config: `evaluator.inherit_weights` needs `strategy.name: hw_evolution` (it passes each "
+                        f"child's parent to the trial); {config.strategy.name!r} does not")
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([dhms])\s*$")

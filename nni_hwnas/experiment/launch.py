@@ -351,8 +351,10 @@ def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tup
                                     max_trials=config.experiment.max_trials,
                                     concurrency=config.experiment.concurrency)
         use_training_service(experiment.config, config)
+        use_inheritance(evaluator, config, resume)
         return experiment, strategy
     experiment = ResumableNasExperiment(space, evaluator, strategy)
+    use_inheritance(evaluator, config, experiment.id)
     exp_cfg = experiment.config
     use_training_service(exp_cfg, config)
     exp_cfg.experiment_name = config.name
@@ -363,6 +365,14 @@ def build_experiment(prepared: PreparedSearch, resume: str | None = None) -> tup
     if config.experiment.working_directory:
         exp_cfg.experiment_working_directory = config.experiment.working_directory
     return experiment, strategy
+
+
+def use_inheritance(evaluator: Any, config: RunConfig, experiment_id: str) -> None:
+    """With ``evaluator.inherit_weights``, trials save and read weights in the experiment's folder
+    (``<working directory>/<id>/weights``: a resumed run finds its parents again); the strategy
+    adds each child's and parent's id per model (:func:`~nni_hwnas.evaluation.inheritance.with_lineage`)."""
+    if config.evaluator.inherit_weights:
+        evaluator.arguments["inherit"] = {"dir": str(working_directory(config) / experiment_id / "weights")}
 
 
 def working_directory(config: RunConfig) -> Path:
