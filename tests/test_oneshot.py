@@ -252,15 +252,22 @@ def _supernet_config(strategy: str, args: dict, **hardware):
 
 
 @pytest.mark.parametrize("strategy,args", [("hw_evolution", {"population_size": 6, "sample_size": 3}),
+                                           ("cmaes", {"population_size": 5}),
                                            ("conditioned", {"steps": 8, "n_budgets": 4})])
 def test_supernet_kind_writes_a_results_dir_that_train_from_reads(strategy, args, tmp_path):
     from nni_hwnas.evaluation.retrain import pick_trial, read_results, sample_of_trial
     from nni_hwnas.oneshot.runner import run_weight_sharing
 
-    out = run_weight_sharing(_supernet_config(strategy, args), output=tmp_path / "r", echo=lambda line: None)
+    config = _supernet_config(strategy, args)
+    config.evaluator.supernet_calibrate = 1 if strategy == "cmaes" else 0
+    lines: list[str] = []
+    out = run_weight_sharing(config, output=tmp_path / "r", echo=lines.append)
+    assert strategy == "conditioned" or any("15 samples in" in line for line in lines)
     run = read_results(out)
     definition = make_definition(run.run["space"], run.run["space_choices"], run.run["input_shape"], run.run["num_classes"])
-    assert len(run.trials) == (15 if strategy == "hw_evolution" else 4)
+    assert len(run.trials) == (4 if strategy == "conditioned" else 15)
+    if strategy != "conditioned":  # ask/tell: each architecture scored once (budgets may share one)
+        assert len({definition.arch_id(sample_of_trial(t)) for t in run.trials}) == len(run.trials)
     best = pick_trial(run, "best")
     assert definition.complete(sample_of_trial(best))  # a valid sample of the recorded space
     assert (out / "supernet.pt").is_file() and (out / "retrained" / "pareto.json").is_file()
@@ -281,8 +288,28 @@ def test_supernet_kind_without_a_latency_profile_is_one_line_error(tmp_path):
     config.hardware.profile = None
     with pytest.raises(UserError, match="needs `hardware.profile`"):
         run_weight_sharing(config, output=tmp_path / "r", echo=lambda line: None)
-    with pytest.raises(UserError, match="runs strategy hw_evolution or conditioned"):
+    with pytest.raises(UserError, match="runs strategy hw_evolution, cmaes, conditioned"):
         run_weight_sharing(_supernet_config("TPE", {}), output=tmp_path / "r", echo=lambda line: None)
+    with pytest.raises(UserError, match="argument of strategy cmaes"):
+        run_weight_sharing(_supernet_config("cmaes", {"sample_size": 3}), output=tmp_path / "r", echo=lambda line: None)
+
+
+def test_live_results_are_read_by_the_dashboard_while_the_search_runs(tmp_path):
+    """The in-process route's progress: the results dir fills as samples are scored."""
+    from nni_hwnas.dashboard.sources import ResultsDirSource
+    from nni_hwnas.oneshot.progress import LiveResults
+
+    live = LiveResults(tmp_path, ("accuracy", "latency_ms"), interval_s=3600)
+    source = ResultsDirSource(tmp_path)
+    assert source.read().rows == []
+    rows = [{"trial_id": f"s{i}", "status": "SUCCEEDED", "accuracy": a, "latency_ms": ms}
+            for i, (a, ms) in enumerate([(0.5, 1.0), (0.7, 2.0), (0.6, 3.0)])]
+    assert not live.write(rows[:1])  # within the interval: not rewritten
+    assert live.write(rows, force=True)
+    data = source.read()
+    assert [r["trial_id"] for r in data.rows] == ["s0", "s1", "s2"]
+    front = __import__("json").loads((tmp_path / "pareto.json").read_text())["front"]
+    assert [r["trial_id"] for r in front] == ["s0", "s1"]
 
 
 def test_supernet_training_updates_the_running_statistics_of_the_used_width_only():

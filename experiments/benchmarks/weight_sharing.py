@@ -165,8 +165,8 @@ def run(args: argparse.Namespace) -> dict:
     print("evo_supernet ...", flush=True)
     sn_cpu = next(m["cpu_seconds"] for m in results if m["method"] == "conditioned")
     evo = evolve_with_supernet(supernet, data, predictor.predict, args.evo_samples, args.seed)
-    front = sorted(evo["front"], key=lambda r: -r["metrics"]["accuracy"])[: args.top_k]
-    rows = derived_rows([{"sample": r["sample"], "predicted_latency_ms": r["metrics"]["latency_ms"]} for r in front],
+    front = sorted(evo["front"], key=lambda r: -r["accuracy"])[: args.top_k]
+    rows = derived_rows([{"sample": r["sample"], "predicted_latency_ms": r["latency_ms"]} for r in front],
                         retrain)
     results.append(summarise("evo_supernet", rows, sn_cpu + evo["search_seconds"], max_ms,
                              scored=len(evo["history"]), scoring_ms=1000 * evo["search_seconds"] / max(1, len(evo["history"])),
