@@ -141,14 +141,14 @@ def run(args: argparse.Namespace) -> dict:
     expected = ExpectedLatency(predictor)
     max_ms = predictor.predict(definition.extreme_sample("max"))
     retrain = Retrainer(definition, dataset, args.seed, setup["epochs"], setup["train_subset"])
-    sn_settings = SupernetSettings(epochs=args.supernet_epochs, sampling="uniform")
+    sn_settings = SupernetSettings(epochs=args.supernet_epochs, sampling=args.sampling)
     cs_settings = dict(steps=args.steps)
     budgets = np.linspace(0, 1, args.n_budgets)
     calibration = calibration_batches(data, args.calibrate, seed=args.seed) if args.calibrate else None
     results = []
     separate_budgets = [float(b) for b in np.linspace(0.1, 0.9, args.k)]
     header = {"dataset": args.dataset, "seed": args.seed, "space": space, "preset": setup["preset"],
-              "profile": "host-cpu-1t", "supernet": {"epochs": args.supernet_epochs, "sampling": "uniform"},
+              "profile": "host-cpu-1t", "supernet": {"epochs": args.supernet_epochs, "sampling": args.sampling},
               "steps": args.steps, "n_budgets": args.n_budgets, "calibrate": args.calibrate,
               "retrain": retrain.training}
     if "darts_k" in args.methods:
@@ -333,7 +333,7 @@ def rank_correlation(args: argparse.Namespace, data: Any, supernet: Any, definit
         net, train_s = supernet, None
         if d.choices != definition.choices or d.name != definition.name:
             net = SuperNet(d)
-            train_s = train_supernet(net, data, SupernetSettings(epochs=args.supernet_epochs, sampling="uniform"),
+            train_s = train_supernet(net, data, SupernetSettings(epochs=args.supernet_epochs, sampling=args.sampling),
                                      args.seed)["train_seconds"]
         ids = list(truth)
         row = {"ground_truth": name, "space": d.name, "n_archs": len(ids), "supernet_train_seconds": train_s,
@@ -371,6 +371,7 @@ def main() -> None:
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--supernet-epochs", type=int, default=8)
+    parser.add_argument("--sampling", default="uniform", choices=["uniform", "sandwich"])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--n-budgets", type=int, default=11)
     parser.add_argument("--k", type=int, default=5)
