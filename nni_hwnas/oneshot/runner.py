@@ -76,6 +76,7 @@ def run_weight_sharing(config: RunConfig, output: str | Path | None = None, echo
     name = config.strategy.name
     if name not in STRATEGIES:
         raise UserError(f"config: `evaluator.kind: supernet` runs strategy {', '.join(STRATEGIES)}, not {name!r}")
+    strategy_args = _conditioned_args(config) if name == "conditioned" else _strategy_args(config)  # before any work
     if not config.hardware.profile:
         raise UserError("config: `evaluator.kind: supernet` needs `hardware.profile` with a latency table "
                         "(e.g. host-cpu-1t): costs are predicted, not measured per sample")
@@ -114,9 +115,9 @@ def run_weight_sharing(config: RunConfig, output: str | Path | None = None, echo
             return cost_metrics(definition.describe(sample), predictor, device)
 
         if name == "conditioned":
-            rows, extra = _conditioned(config, supernet, data, ExpectedLatency(predictor), costs, echo)
+            rows, extra = _conditioned(config, supernet, data, ExpectedLatency(predictor), costs, echo, strategy_args)
         else:
-            rows, extra = _evolution(config, supernet, data, predictor, costs, echo, live)
+            rows, extra = _evolution(config, supernet, data, predictor, costs, echo, live, strategy_args)
         info = run_record(config.seed, config.to_dict(), space=space_name,
                           space_choices={k: list(v) for k, v in definition.choices.items()},
                           input_shape=list(data.input_shape), num_classes=data.num_classes, dataset_source=data.source,
@@ -175,7 +176,7 @@ def _strategy_args(config: RunConfig) -> dict[str, Any]:
 
 
 def _evolution(config: RunConfig, supernet: Any, data: Any, predictor: Any, costs: Callable, echo: Callable,
-               live: LiveResults) -> tuple[list, dict]:
+               live: LiveResults, strategy_args: dict[str, Any]) -> tuple[list, dict]:
     from .supernet_search import evolve_with_supernet
     from .supernet_training import calibration_batches
 
@@ -185,27 +186,26 @@ def _evolution(config: RunConfig, supernet: Any, data: Any, predictor: Any, cost
     echo(f"nni-hwnas: {name} scoring {n} samples on the super-network"
          + (f" (BN recalibrated on {calibrate} training batches each)" if calibrate else ""))
     rows: list[dict] = []
-    last = [time.perf_counter()]
+    last, best = [time.perf_counter()], [0.0]
     with bar(n, name, "sample") as progress:
         def on_sample(index: int, entry: dict) -> None:
             now = time.perf_counter()
             rows.append(_row(index, entry["sample"], entry["accuracy"], costs(entry["sample"]), now - last[0]))
             last[0] = now
+            best[0] = max(best[0], entry["accuracy"])
             progress.update(1)
-            progress.set_postfix(best=f"{max(r['accuracy'] for r in rows):.4f}", refresh=False)
+            progress.set_postfix(best=f"{best[0]:.4f}", refresh=False)
             live.write(rows)
 
         result = evolve_with_supernet(supernet, data, predictor.predict, n, config.seed, strategy=name,
-                                      calibration=calibration, on_sample=on_sample, **_strategy_args(config))
+                                      calibration=calibration, on_sample=on_sample, **strategy_args)
     per = result["search_seconds"] / max(1, len(rows))
     echo(f"nni-hwnas: {len(rows)} samples in {result['search_seconds']:.1f} s ({1000 * per:.0f} ms each)")
     return rows, {"search_seconds": result["search_seconds"], "supernet_calibrate": calibrate}
 
 
-def _conditioned(config: RunConfig, supernet: Any, data: Any, expected: Any, costs: Callable, echo: Callable) -> tuple[list, dict]:
-    from .conditioned import ConditionedSearch, ConditionedSettings
-    from .supernet_training import score_sample
-
+def _conditioned_args(config: RunConfig) -> dict[str, Any]:
+    """``strategy.args`` of the conditioned search, checked."""
     args = dict(config.strategy.args or {})
     args.pop("seed", None)
     unknown_args = sorted(set(args) - set(CONDITIONED_ARGS))
@@ -213,6 +213,15 @@ def _conditioned(config: RunConfig, supernet: Any, data: Any, expected: Any, cos
         from nni_hwnas.errors import unknown
 
         raise unknown("argument of strategy conditioned", unknown_args[0], CONDITIONED_ARGS)
+    return args
+
+
+def _conditioned(config: RunConfig, supernet: Any, data: Any, expected: Any, costs: Callable, echo: Callable,
+                 args: dict[str, Any]) -> tuple[list, dict]:
+    from .conditioned import ConditionedSearch, ConditionedSettings
+    from .supernet_training import score_sample
+
+    args = dict(args)
     n_budgets = int(args.pop("n_budgets", 11))
     if n_budgets < 1:
         raise UserError(f"config: strategy conditioned: `n_budgets` must be >= 1, got {n_budgets}")
