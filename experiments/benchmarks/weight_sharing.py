@@ -23,8 +23,9 @@ as proxy_quality's digits ground truth; with 2, ``compare_strategies``' cache is
 trials; seed 0). Rerunning without ``darts_k`` keeps an earlier JSON's DARTS searches and retrains their
 architectures under the current settings. Hypervolume is of
 retrained validation accuracy vs predicted latency, reference (accuracy 0, 1.1 x the largest
-architecture's predicted latency), normalised to [0, 1]. CPU time is wall time at one thread (the
-cache's recorded training seconds for cached trials). It also reports the rank correlation of
+architecture's predicted latency), normalised to [0, 1]. CPU time is this process's CPU time
+(``time.process_time``, one torch thread; wall time on a shared machine counts the others' work), and
+for cached trials the cache's recorded seconds. Each finished method is saved to ``<json>.partial``. It also reports the rank correlation of
 super-network accuracy with stand-alone accuracy, scored with batch statistics and with BN
 recalibration: on the 60 architectures of ``proxy_quality``'s cache beside that benchmark's proxies
 (digits), and on 60 of ``compare_strategies``' cached architectures (every dataset).
@@ -87,12 +88,14 @@ class Retrainer:
 
         aid = self.definition.arch_id(sample)
         if aid not in self.done:
+            t0 = time.process_time()
             m = evaluate_architecture(self.definition.describe(sample), self.dataset, self.training, self.seed, threads=1,
                                       latency_repeats=30, definition=self.definition,
                                       hardware={"profile": "host-cpu-1t", "table": None, "budgets": {},
                                                 "measure_latency": True})
             self.done[aid] = {"accuracy": m["accuracy"], "latency_ms": m["latency_ms"],
-                              "latency_measured_ms": m.get("latency_measured_ms"), "trial_seconds": m["trial_seconds"]}
+                              "latency_measured_ms": m.get("latency_measured_ms"), "trial_seconds": m["trial_seconds"],
+                              "cpu_seconds": time.process_time() - t0}
         return self.done[aid]
 
 
@@ -145,26 +148,36 @@ def run(args: argparse.Namespace) -> dict:
     cs_settings = dict(steps=args.steps)
     budgets = np.linspace(0, 1, args.n_budgets)
     calibration = calibration_batches(data, args.calibrate, seed=args.seed) if args.calibrate else None
-    results = []
     separate_budgets = [float(b) for b in np.linspace(0.1, 0.9, args.k)]
     header = {"dataset": args.dataset, "seed": args.seed, "space": space, "preset": setup["preset"],
               "profile": "host-cpu-1t", "supernet": {"epochs": args.supernet_epochs, "sampling": args.sampling},
               "steps": args.steps, "n_budgets": args.n_budgets, "calibrate": args.calibrate,
               "retrain": retrain.training}
+    partial = Path(str(args.json) + ".partial")
+
+    class Results(list):
+        """Saved to ``<json>.partial`` after every method, so a stopped run keeps what it measured."""
+
+        def append(self, item: dict) -> None:
+            super().append(item)
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({**header, "methods": list(self)}, indent=1, default=str) + "\n")
+
+    results = Results()
     if "darts_k" in args.methods:
         print(f"darts_k (k={args.k}) ...", flush=True)
         results.append(darts_k(data, definition, predictor, expected, retrain, separate_budgets, args, max_ms))
 
     def supernet_and_search(seed: int, fixed: list[float] | None) -> tuple[Any, Any, float]:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         supernet = SuperNet(definition)
         train_supernet(supernet, data, sn_settings, seed)
         search = ConditionedSearch(supernet, expected, ConditionedSettings(budgets=fixed, **cs_settings), seed)
         search.train(data)
-        return supernet, search, time.perf_counter() - t0
+        return supernet, search, time.process_time() - t0
 
     if not set(WEIGHT_SHARING_METHODS) & set(args.methods):
-        return {**header, "methods": results}
+        return {**header, "methods": list(results)}
     print("conditioned ...", flush=True)
     supernet, search, sn_cpu = supernet_and_search(args.seed, None)
     if "conditioned" in args.methods:
@@ -208,7 +221,7 @@ def run(args: argparse.Namespace) -> dict:
     if "rank" in args.methods:
         print("rank correlation ...", flush=True)
         correlation = rank_correlation(args, data, supernet, definition)
-    return {**header, "methods": results, "rank_correlation": correlation}
+    return {**header, "methods": list(results), "rank_correlation": correlation}
 
 
 def supernet_search(method: str, strategy: str, supernet: Any, data: Any, predictor: Any, calibration: Any,
@@ -216,8 +229,10 @@ def supernet_search(method: str, strategy: str, supernet: Any, data: Any, predic
     """An ask/tell strategy with super-network fitness; the top-k of its front retrained (CPU: supernet + search)."""
     from nni_hwnas.oneshot.supernet_search import evolve_with_supernet
 
+    t0 = time.process_time()
     evo = evolve_with_supernet(supernet, data, predictor.predict, args.evo_samples, args.seed, strategy=strategy,
                                calibration=calibration)
+    evo["search_seconds"] = time.process_time() - t0  # CPU, not wall: the machine is shared
     front = sorted(evo["front"], key=lambda r: -r["accuracy"])[: args.top_k]
     rows = derived_rows([{"sample": r["sample"], "predicted_latency_ms": r["latency_ms"]} for r in front], retrain)
     return summarise(method, rows, sn_cpu + evo["search_seconds"], max_ms, scored=len(evo["history"]),
@@ -241,7 +256,7 @@ def darts_k(data, definition, predictor, expected, retrain, budgets, args, max_m
             r = run_oneshot("DARTS", data, dict(definition.choices), predictor, target, epochs=args.darts_epochs,
                             penalty_scale=1.0, arc_learning_rate=args.darts_arc_lr, working_directory=work,
                             seed=args.seed + i)
-            cpu += r["seconds"]
+            cpu += r["cpu_seconds"]
             rows += derived_rows([{"sample": r["sample"], "target_ms": target,
                                    "predicted_latency_ms": r["predicted_latency_ms"]}], retrain)
     return summarise(f"darts_{args.k}", rows, cpu, max_ms, epochs=args.darts_epochs, arc_learning_rate=args.darts_arc_lr)
@@ -264,7 +279,7 @@ def evo_train(definition, dataset, predictor, retrain, args, max_ms) -> dict:
             acc, seconds = cached[aid]["accuracy"], cached[aid]["seconds"]
         else:
             m = retrain(sample)
-            acc, seconds = m["accuracy"], m["trial_seconds"]
+            acc, seconds = m["accuracy"], m["cpu_seconds"]
         cpu += seconds
         ms = predictor.predict(sample)
         evolution.tell(sample, {"accuracy": acc, "latency_ms": ms})
@@ -339,11 +354,11 @@ def rank_correlation(args: argparse.Namespace, data: Any, supernet: Any, definit
         row = {"ground_truth": name, "space": d.name, "n_archs": len(ids), "supernet_train_seconds": train_s,
                "proxies": proxies}
         for mode, calibration in (("batch_stats", None), ("recalibrated", batches)):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             scores = [score_sample(net, data.val_x, data.val_y, samples[a], calibration=calibration) for a in ids]
             row[mode] = {"spearman": float(spearmanr(scores, [truth[a] for a in ids]).statistic),
                          "kendall": float(kendalltau(scores, [truth[a] for a in ids]).statistic),
-                         "seconds_per_arch": (time.perf_counter() - t0) / max(1, len(ids))}
+                         "seconds_per_arch": (time.process_time() - t0) / max(1, len(ids))}
         out.append(row)
     return out
 
@@ -410,6 +425,7 @@ def main() -> None:
                   "wall_seconds_darts": result["wall_seconds"]}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
+    Path(str(args.json) + ".partial").unlink(missing_ok=True)
     print_tables(result)
     print(f"\nwall {result['wall_seconds']:.0f} s; JSON in {args.json}")
 
