@@ -21,7 +21,8 @@ def _search(args: argparse.Namespace) -> int:
     if config.evaluator.kind == "supernet":  # in-process on one super-network (nni_hwnas.oneshot.runner)
         from nni_hwnas.oneshot.runner import run_weight_sharing
 
-        run_weight_sharing(config, output=args.output)
+        board = None if args.no_dashboard else {"port": args.dashboard_port, "host": args.dashboard_host}
+        run_weight_sharing(config, output=args.output, dashboard=board)
         return 0
     run_search(config, output=args.output, keep_ui=args.keep_ui, resume=args.resume,
                overwrite=args.overwrite, allow_changes=args.allow_changes,

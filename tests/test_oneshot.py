@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -81,16 +82,22 @@ def test_expected_latency_reads_nni_export_probs_dicts():
     assert float(expected(as_dicts)) == pytest.approx(float(expected(expected.one_hot(sample))))
 
 
+def randomise_batch_norm(supernet) -> None:
+    """Non-trivial BN statistics and scales, so a wrong slice shows."""
+    torch.manual_seed(0)
+    for name, tensor in [*supernet.named_buffers(), *supernet.named_parameters()]:
+        if "BatchNorm" in name and name.endswith(("running_mean", ":bias")):
+            tensor.data.uniform_(-1, 1)
+        elif "BatchNorm" in name and name.endswith(("running_var", ":weight")):
+            tensor.data.uniform_(0.5, 2)
+
+
 @pytest.mark.parametrize("space", ["conv_net", "medmnist_cnn"])
 def test_subnet_through_supernet_equals_frozen_nni_model_with_same_weights(space):
     definition = small_definition(space)
     supernet = SuperNet(definition)
     torch.manual_seed(0)
-    for slot in supernet.slots:  # non-trivial BN statistics, so a wrong slice shows
-        if hasattr(slot, "bn"):
-            slot.bn.running_mean.uniform_(-1, 1)
-            slot.bn.running_var.uniform_(0.5, 2)
-            slot.bn.weight.data.uniform_(0.5, 1.5)
+    randomise_batch_norm(supernet)
     space_module = make_model_space(space, dict(definition.choices), definition.input_shape, definition.num_classes)
     x = torch.randn(6, *definition.input_shape)
     rng = np.random.default_rng(1)
@@ -101,6 +108,91 @@ def test_subnet_through_supernet_equals_frozen_nni_model_with_same_weights(space
         frozen.eval()
         supernet.eval()
         torch.testing.assert_close(supernet(x, sample), frozen(x), rtol=1e-5, atol=1e-6)
+
+
+STAGED = {"stages": [1, 2], "blocks": [1, 2], "width": [0.5, 1.0]}  # every op and attention (the defaults)
+
+
+def test_staged_net_subnet_through_supernet_equals_frozen_nni_model_with_same_weights():
+    """Every op (pools, skip, depthwise, dilated), attention, width and residual of staged_net."""
+    definition = make_definition("staged_net", STAGED, (1, 16, 16), 3)
+    supernet = SuperNet(definition)
+    randomise_batch_norm(supernet)
+    space_module = make_model_space("staged_net", dict(definition.choices), definition.input_shape, 3)
+    x = torch.randn(6, *definition.input_shape)
+    rng = np.random.default_rng(2)
+    samples = [definition.random_sample(rng) for _ in range(12)]
+    for op, attention in zip(definition.choices["op"], itertools.cycle(definition.choices["attention"])):
+        samples.append({**definition.extreme_sample("max"), "s0_b0_op": op, "s0_b0_attn": attention,
+                        "s0_b0_width": 0.5})  # 16 -> 8 channels: pools and skip project
+    seen_ops = set()
+    supernet.eval()
+    for sample in samples:
+        frozen = space_module.freeze(sample)
+        frozen.net.load_state_dict(extract_subnet(supernet, sample).state_dict())
+        frozen.eval()
+        torch.testing.assert_close(supernet(x, sample), frozen(x), rtol=1e-5, atol=1e-5)
+        seen_ops |= {spec.op for spec in definition.describe(sample)}
+    assert seen_ops >= {"conv", "dw_conv", "dil_conv", "max_pool", "avg_pool", "skip"}
+
+
+def test_staged_net_supernet_shares_kernels_and_widths_per_position():
+    definition = make_definition("staged_net", STAGED, (1, 16, 16), 3)
+    supernet = SuperNet(definition)
+    base = {**definition.extreme_sample("max"), "stages": 1, "blocks": 1}
+    wide = extract_subnet(supernet, {**base, "s0_b0_op": "conv3x3", "s0_b0_width": 1.0})
+    narrow = extract_subnet(supernet, {**base, "s0_b0_op": "conv1x1", "s0_b0_width": 0.5})
+    # conv1x1 with 8 filters is the centre column of conv3x3's first 8 filters (op + BN, not residual)
+    torch.testing.assert_close(narrow[1][0].weight, wide[1][0].body[0].weight[:8, :, 1:2, 1:2])
+    pooled = extract_subnet(supernet, {**base, "s0_b0_op": "max_pool", "s0_b0_width": 0.5})
+    assert not any(p.data_ptr() == q.data_ptr() for p in pooled.parameters() for q in wide.parameters())
+    # SE's bottleneck is sliced too: 16 channels -> 4 hidden, 8 -> 2
+    se_wide = extract_subnet(supernet, {**base, "s0_b0_op": "dw3x3", "s0_b0_attn": "se", "s0_b0_width": 1.0})
+    se_narrow = extract_subnet(supernet, {**base, "s0_b0_op": "dw3x3", "s0_b0_attn": "se", "s0_b0_width": 0.5})
+    first = lambda net: next(m for m in net.modules() if isinstance(m, torch.nn.Linear))  # noqa: E731
+    torch.testing.assert_close(first(se_narrow).weight, first(se_wide).weight[:2, :8])
+
+
+def test_staged_net_supernet_trains_by_path_sampling_and_scores_with_recalibration():
+    """The recipe runs on staged_net as on the other spaces: the loss falls, scores are accuracies."""
+    from nni_hwnas.data.datasets import DatasetSplits
+    from nni_hwnas.oneshot.supernet_training import (SupernetSettings, calibration_batches, score_sample,
+                                                     train_supernet)
+
+    definition = make_definition("staged_net", {**STAGED, "stages": [2], "blocks": [1]}, (1, 8, 8), 2)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(192, 1, 8, 8, generator=g)
+    x = x + torch.sign(torch.randn(192, 1, 1, 1, generator=g))  # class = the brightness sign: GAP keeps it
+    y = (x.mean((1, 2, 3)) > 0).long()
+    data = DatasetSplits("toy", x[:128], y[:128], x[128:], y[128:], x[128:], y[128:], 2, (1, 8, 8), "multi-class")
+    supernet = SuperNet(definition)
+    record = train_supernet(supernet, data, SupernetSettings(epochs=4, batch_size=32, augment=False,
+                                                             sampling="sandwich"), seed=0)
+    assert record["train_loss"][-1] < record["train_loss"][0]
+    sample = definition.extreme_sample("max")
+    plain = score_sample(supernet, data.val_x, data.val_y, sample)
+    calibrated = score_sample(supernet, data.val_x, data.val_y, sample, calibration=calibration_batches(data, 2, 32))
+    assert 0.0 <= plain <= 1.0 and 0.0 <= calibrated <= 1.0 and calibrated > 0.6
+
+
+def test_recalibrated_statistics_are_the_sub_networks_own():
+    """OFA's BN recalibration: the statistics of the sample's own activations on the given batches."""
+    definition = small_definition()
+    supernet = SuperNet(definition)
+    randomise_batch_norm(supernet)
+    sample = {**definition.extreme_sample("min"), "depth": 1, "conv0_bn": True}
+    x = torch.randn(32, *definition.input_shape) * 2 + 1
+    stats = supernet.calibrate(sample, [x[:16], x[16:]])
+    conv = extract_subnet(supernet, sample)[0][0]
+    activations = conv(x)
+    mean = stats[0]["1.running_mean"]
+    torch.testing.assert_close(mean, activations.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    supernet.eval()
+    calibrated = supernet(x, sample, stats)
+    assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items())  # nothing shared changed
+    net = extract_subnet(supernet, sample, stats).eval()
+    torch.testing.assert_close(calibrated, net(x), rtol=1e-5, atol=1e-6)
 
 
 def test_supernet_shares_one_slot_across_widths_and_kernels():
@@ -182,15 +274,22 @@ def _supernet_config(strategy: str, args: dict, **hardware):
 
 
 @pytest.mark.parametrize("strategy,args", [("hw_evolution", {"population_size": 6, "sample_size": 3}),
+                                           ("cmaes", {"population_size": 5}),
                                            ("conditioned", {"steps": 8, "n_budgets": 4})])
 def test_supernet_kind_writes_a_results_dir_that_train_from_reads(strategy, args, tmp_path):
     from nni_hwnas.evaluation.retrain import pick_trial, read_results, sample_of_trial
     from nni_hwnas.oneshot.runner import run_weight_sharing
 
-    out = run_weight_sharing(_supernet_config(strategy, args), output=tmp_path / "r", echo=lambda line: None)
+    config = _supernet_config(strategy, args)
+    config.evaluator.supernet_calibrate = 1 if strategy == "cmaes" else 0
+    lines: list[str] = []
+    out = run_weight_sharing(config, output=tmp_path / "r", echo=lines.append)
+    assert strategy == "conditioned" or any("15 samples in" in line for line in lines)
     run = read_results(out)
     definition = make_definition(run.run["space"], run.run["space_choices"], run.run["input_shape"], run.run["num_classes"])
-    assert len(run.trials) == (15 if strategy == "hw_evolution" else 4)
+    assert len(run.trials) == (4 if strategy == "conditioned" else 15)
+    if strategy != "conditioned":  # ask/tell: each architecture scored once (budgets may share one)
+        assert len({definition.arch_id(sample_of_trial(t)) for t in run.trials}) == len(run.trials)
     best = pick_trial(run, "best")
     assert definition.complete(sample_of_trial(best))  # a valid sample of the recorded space
     assert (out / "supernet.pt").is_file() and (out / "retrained" / "pareto.json").is_file()
@@ -211,8 +310,28 @@ def test_supernet_kind_without_a_latency_profile_is_one_line_error(tmp_path):
     config.hardware.profile = None
     with pytest.raises(UserError, match="needs `hardware.profile`"):
         run_weight_sharing(config, output=tmp_path / "r", echo=lambda line: None)
-    with pytest.raises(UserError, match="runs strategy hw_evolution or conditioned"):
+    with pytest.raises(UserError, match="runs strategy hw_evolution, cmaes, conditioned"):
         run_weight_sharing(_supernet_config("TPE", {}), output=tmp_path / "r", echo=lambda line: None)
+    with pytest.raises(UserError, match="argument of strategy cmaes"):
+        run_weight_sharing(_supernet_config("cmaes", {"sample_size": 3}), output=tmp_path / "r", echo=lambda line: None)
+
+
+def test_live_results_are_read_by_the_dashboard_while_the_search_runs(tmp_path):
+    """The in-process route's progress: the results dir fills as samples are scored."""
+    from nni_hwnas.dashboard.sources import ResultsDirSource
+    from nni_hwnas.oneshot.progress import LiveResults
+
+    live = LiveResults(tmp_path, ("accuracy", "latency_ms"), interval_s=3600)
+    source = ResultsDirSource(tmp_path)
+    assert source.read().rows == []
+    rows = [{"trial_id": f"s{i}", "status": "SUCCEEDED", "accuracy": a, "latency_ms": ms}
+            for i, (a, ms) in enumerate([(0.5, 1.0), (0.7, 2.0), (0.6, 3.0)])]
+    assert not live.write(rows[:1])  # within the interval: not rewritten
+    assert live.write(rows, force=True)
+    data = source.read()
+    assert [r["trial_id"] for r in data.rows] == ["s0", "s1", "s2"]
+    front = __import__("json").loads((tmp_path / "pareto.json").read_text())["front"]
+    assert [r["trial_id"] for r in front] == ["s0", "s1"]
 
 
 def test_supernet_training_updates_the_running_statistics_of_the_used_width_only():
@@ -221,5 +340,5 @@ def test_supernet_training_updates_the_running_statistics_of_the_used_width_only
     sample = {**definition.extreme_sample("min"), "depth": 1, "conv0_bn": True}
     supernet.train()
     supernet(torch.randn(8, *definition.input_shape) + 3.0, sample)
-    bn = supernet.slot_for(0, definition.describe(sample)[0]).bn
-    assert (bn.running_mean[:16] != 0).all() and (bn.running_mean[16:] == 0).all()
+    mean = supernet.slot_for(0, definition.describe(sample)[0]).tensor("op:BatchNorm2d0:running_mean")
+    assert (mean[:16] != 0).all() and (mean[16:] == 0).all()

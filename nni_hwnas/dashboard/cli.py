@@ -37,19 +37,31 @@ def run_dashboard(sources: list[str], *, host: str = "127.0.0.1", port: int = DE
     return server
 
 
+def _free_port(host: str) -> int:
+    # Not NNI's port + 1: NNI's remote training service listens there itself.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def search_dashboard(nni_port: int, label: str, objectives: tuple[str, ...], budgets: Budgets, *,
                      port: int | None = None, host: str = "127.0.0.1"):
     """The live dashboard ``search`` starts beside NNI's web UI (a free port unless ``port`` is given)."""
     from nni_hwnas.dashboard.server import DashboardServer
     from nni_hwnas.dashboard.sources import LiveSource
 
-    if port is None:
-        # Not NNI's port + 1: NNI's remote training service listens there itself.
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port = sock.getsockname()[1]
     source = LiveSource(nni_port, label=label, objectives=objectives, budgets=budgets)
-    return DashboardServer([source], host=host, port=port, title=f"nni-hwnas dashboard: {label}").start()
+    return DashboardServer([source], host=host, port=_free_port(host) if port is None else port,
+                           title=f"nni-hwnas dashboard: {label}").start()
+
+
+def results_dashboard(out_dir: Path, label: str, *, port: int | None = None, host: str = "127.0.0.1"):
+    """The live dashboard of a results directory that an in-process search (``evaluator.kind: supernet``) fills."""
+    from nni_hwnas.dashboard.server import DashboardServer
+    from nni_hwnas.dashboard.sources import ResultsDirSource
+
+    return DashboardServer([ResultsDirSource(Path(out_dir))], host=host, port=_free_port(host) if port is None else port,
+                           title=f"nni-hwnas dashboard: {label}").start()
 
 
 def _dashboard(args: argparse.Namespace) -> int:

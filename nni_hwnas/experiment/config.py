@@ -84,6 +84,7 @@ class EvaluatorConfig:
     then_train_top_k: int = _bounded(0, low=0, high=1000)
     supernet_epochs: int = _bounded(10, low=1, high=1000)
     supernet_sampling: str = _bounded("uniform", choices=("uniform", "sandwich"))
+    supernet_calibrate: int = _bounded(0, low=0, high=1000)
     cost_metric: str = _bounded("latency_ms", choices=("latency_ms", "params", "flops", "peak_mem_kb", "param_kb"))
     epochs: int = _bounded(3, low=1, high=1000)
     batch_size: int = _bounded(64, low=1, high=65536)

@@ -237,7 +237,7 @@ def run_oneshot(strategy_name: str, data: Any, choices: Mapping[str, Sequence] |
     experiment = NasExperiment(space, evaluator, strategy)
     if working_directory:
         experiment.config.experiment_working_directory = working_directory
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         experiment.run()
         exported = experiment.export_top_models(formatter="dict")[0]
@@ -246,7 +246,7 @@ def run_oneshot(strategy_name: str, data: Any, choices: Mapping[str, Sequence] |
     sample = to_sample(space.definition, exported)
     return {"strategy": strategy_name, "target_ms": target_ms, "sample": sample, "nni_sample": dict(exported),
             "predicted_latency_ms": float(predictor.predict(sample)), "seconds": time.perf_counter() - started,
-            "experiment_id": experiment.id, "strategy_object": strategy}
+            "cpu_seconds": time.process_time() - cpu_started, "experiment_id": experiment.id, "strategy_object": strategy}
 
 
 class _NniSampleProfiler:

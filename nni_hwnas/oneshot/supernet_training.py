@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -95,14 +95,27 @@ def train_supernet(supernet: SuperNet, data: DatasetSplits, settings: SupernetSe
             "steps": steps_per_epoch * settings.epochs, "subnet_passes": passes, "train_loss": losses}
 
 
+def calibration_batches(data: DatasetSplits, n_batches: int, batch_size: int = 256, seed: int = 0) -> list[torch.Tensor]:
+    """Fixed, unaugmented training batches for :meth:`SuperNet.calibrate` (the same for every sample)."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(data.train_x), generator=generator)[:n_batches * batch_size]
+    return [data.train_x[order[i:i + batch_size]] for i in range(0, len(order), batch_size)]
+
+
 @torch.inference_mode()
 def score_sample(supernet: SuperNet, x: torch.Tensor, y: torch.Tensor, sample: Mapping[str, Any],
-                 multilabel: bool = False, batch_size: int = 1024) -> float:
-    """Accuracy of ``sample`` with inherited weights, BN on the batch's own statistics (no training)."""
+                 multilabel: bool = False, batch_size: int = 1024,
+                 calibration: Sequence[torch.Tensor] | None = None) -> float:
+    """Accuracy of ``sample`` with inherited weights (no training).
+
+    BN uses the validation batch's own statistics, or with ``calibration`` (training batches,
+    :func:`calibration_batches`) statistics recalibrated for this sample first, as OFA does.
+    """
     supernet.eval()
-    supernet.batch_stats = True
+    stats = supernet.calibrate(sample, list(calibration)) if calibration else None
+    supernet.batch_stats = stats is None
     try:
-        logits = torch.cat([supernet(x[i:i + batch_size], sample) for i in range(0, len(x), batch_size)])
+        logits = torch.cat([supernet(x[i:i + batch_size], sample, stats) for i in range(0, len(x), batch_size)])
     finally:
         supernet.batch_stats = False
     return accuracy(logits, y, multilabel)
