@@ -560,9 +560,10 @@ class HwEvolution:
     def _told_for(self, names: list[str]) -> list[dict[str, Any]]:
         return [r for r in self._history if r["status"] == "succeeded" and all(n in r["metrics"] for n in names)]
 
-    def _model_proposal(self) -> tuple[Sample, str, float | None] | None:
+    def _model_proposal(self) -> tuple[Sample, str, float | None, str | None] | None:
         """The pool candidate with the largest optimistic hypervolume gain that passes screening
-        (:mod:`strategies.model_proposal`); None when the pool has nothing new."""
+        (:mod:`strategies.model_proposal`), with the front member it was derived from (None for a
+        random one); None when the pool has nothing new."""
         pool = self._candidate_pool()
         if not pool:
             return None
@@ -573,42 +574,44 @@ class HwEvolution:
             losses = loss_matrix([r["metrics"] for r in told], self.objectives, self.budget)
         known_x = np.stack([self._feature(r["id"], r["sample"]) for r in told])
         pending_x = np.stack([self._feature(cid, s) for cid, s in self._pending.items()]) if self._pending else None
-        candidate_x = self._pairwise.encode([view for _, _, view in pool])
+        candidate_x = self._pairwise.encode([view for _, _, view, _ in pool])
         # Greedy on the mean needs no ensemble: the mean of 10 bootstrap fits gave the same
         # hypervolume as one fit on all trials (10 seeds: 0.952/0.967 vs 0.945/0.968 at 50/100).
         order = rank_candidates(known_x, losses, candidate_x, self.rng, pending_x, self.model_optimism,
                                 n_models=10 if self.model_optimism > 0 else 1)
         for index in order:
-            cid, child, _ = pool[int(index)]
+            cid, child, _, parent = pool[int(index)]
             verdict, predicted = self._judge(child)
             if verdict == "new":
-                return child, "model", predicted
+                return child, "model", predicted, parent
         return None
 
-    def _candidate_pool(self) -> list[tuple[str, Sample, Mapping[str, Any]]]:
+    def _candidate_pool(self) -> list[tuple[str, Sample, Mapping[str, Any], str | None]]:
         """New architectures to score: every single-label change of each observed front member (over
-        the labels that matter), double changes and crossovers of front members, and random samples."""
+        the labels that matter), double changes and crossovers of front members, and random samples;
+        each with the id of the front member it came from (the first one for a crossover)."""
         labels = self.search_labels()
-        front = [self._full(r["sample"]) for r in self.pareto_front(within_budget=False)]
-        children: list[Sample] = []
-        for parent in front:
+        front = [(r["id"], self._full(r["sample"])) for r in self.pareto_front(within_budget=False)]
+        children: list[tuple[Sample, str | None]] = []
+        for parent_id, parent in front:
             only = list(self._canonical(parent)) if self._canonical else list(labels)
             for label in only:
                 for value in labels.get(label, ()):
                     if value != parent[label]:
-                        children.append({**parent, label: value})
+                        children.append(({**parent, label: value}, parent_id))
             for _ in range(4):
-                children.append(mutate(parent, labels, self.rng, min(1.0, 2.0 / max(1, len(only))), only=only))
+                children.append((mutate(parent, labels, self.rng, min(1.0, 2.0 / max(1, len(only))), only=only),
+                                 parent_id))
         for _ in range(2 * len(front)):
-            first, second = (front[int(i)] for i in self.rng.integers(len(front), size=2))
-            children.append(self._mutate(uniform_crossover(first, second, labels, self.rng)))
-        children.extend(random_sample(labels, self.rng) for _ in range(self.model_pool))
-        pool: dict[str, tuple[str, Sample, Mapping[str, Any]]] = {}
-        for child in children:
+            (first_id, first), (_, second) = (front[int(i)] for i in self.rng.integers(len(front), size=2))
+            children.append((self._mutate(uniform_crossover(first, second, labels, self.rng)), first_id))
+        children.extend((random_sample(labels, self.rng), None) for _ in range(self.model_pool))
+        pool: dict[str, tuple[str, Sample, Mapping[str, Any], str | None]] = {}
+        for child, parent_id in children:
             cid, view = self._view(child)
             if cid not in pool and cid not in self._history_index and cid not in self._pending \
                     and cid not in self._screened:
-                pool[cid] = (cid, child, view)
+                pool[cid] = (cid, child, view, parent_id)
         return list(pool.values())
 
     def _view(self, sample: Sample) -> tuple[str, Mapping[str, Any]]:
