@@ -95,9 +95,10 @@ class ObjectiveConfig:
             raise UserError(f"objectives: `cost_metric` must be a lower-is-better metric "
                             f"({', '.join(n for n, s in METRICS.items() if not s.higher_is_better)}); "
                             f"got {self.cost_metric!r}{closest(self.cost_metric, METRICS)}")
-        # Checked where it is used: `cost_metric: params` alone must not clash with the unused default.
-        if "second_cost" in use and (self.second_cost_metric not in METRICS or direction(self.second_cost_metric)
-                                     or self.second_cost_metric == self.cost_metric):
+        # The same metric twice only matters when the second cost is an objective: a search over
+        # ``params`` with the default objectives must not trip on the unused default ``params``.
+        if self.second_cost_metric not in METRICS or direction(self.second_cost_metric) \
+                or (self.second_cost_metric == self.cost_metric and "second_cost" in self.use):
             raise UserError(f"objectives: `second_cost_metric` must be a lower-is-better metric other than "
                             f"`cost_metric` ({self.cost_metric}); got {self.second_cost_metric!r}")
         if int(self.novelty_k) != self.novelty_k or self.novelty_k < 1:
