@@ -9,7 +9,7 @@ strategies see the same labels as every other space and a chosen cell can be exp
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import nni
 import torch
@@ -71,6 +71,10 @@ class _Reduction(nn.Module):
 
 class Nb201Space(ModelSpace):
     """The searched cell's 6 edge labels as NNI choices (same labels as :class:`Nb201Definition`)."""
+
+    #: How our NNI strategies find the definition behind NNI's simplified space
+    #: (``strategies.nni_strategy.find_definition``): architecture identity and used labels.
+    definition_cls: ClassVar[type[Nb201Definition]] = Nb201Definition
 
     def __init__(self, choices: Mapping[str, Sequence] | None = None, input_shape: Sequence[int] = (3, 32, 32),
                  num_classes: int = 10, channels: int = 16, cells_per_stage: int = 1) -> None:
