@@ -179,13 +179,13 @@ def test_resumed_search_continues_the_saved_rungs(tmp_path, nni_home):
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "results"
     search = [str(BIN / "nni-hwnas"), "search", "--config", str(path), "--output", str(out), "--no-dashboard"]
-    first = subprocess.run([*search, "--port", str(free_port())], cwd=REPO, capture_output=True, text=True, timeout=400)
+    first = subprocess.run([*search, "--port", str(free_port())], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     experiment_id = json.loads((out / "run.json").read_text())["experiment_id"]
     before = json.loads((out / "multi_fidelity.json").read_text())
     assert len(before["rung_losses"]["1"]) == 3
     again = subprocess.run([*search, "--port", str(free_port()), "--resume", experiment_id, "--max-trials", "6"],
-                           cwd=REPO, capture_output=True, text=True, timeout=400)
+                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     summary = json.loads((out / "multi_fidelity.json").read_text())
     rows = json.loads((out / "trials.json").read_text())
