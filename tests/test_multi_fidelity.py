@@ -95,6 +95,55 @@ def test_multi_fidelity_config_is_checked_before_nni_starts(tmp_path):
         parse_config({"multi_fidelity": {"rung": [1]}})
 
 
+class _FakeNni:
+    """The two REST calls the stopper makes, over trial views the test edits."""
+
+    def __init__(self) -> None:
+        self.views: list = []
+        self.killed: list[str] = []
+
+    def trials(self) -> list:
+        return list(self.views)
+
+    def kill_trial(self, trial_id: str) -> None:
+        self.killed.append(trial_id)
+
+
+def test_stopper_state_file_continues_the_rungs_and_a_rerun_counts_epochs_afresh(tmp_path):
+    from nni_hwnas.experiment.nni_rest import TrialView, assemble_trials
+    from strategies.nni_multi_fidelity import RestEarlyStopper
+
+    def rule() -> MoAsha:
+        return MoAsha([1], 2, "accuracy", "params")
+
+    def report(acc: float, params: int) -> dict:
+        return {"accuracy": acc, "params": params}
+
+    state = tmp_path / "mo_asha_state.json"
+    nni = _FakeNni()
+    first = RestEarlyStopper(rule(), nni, state_path=state)
+    assert not first.resumed
+    nni.views = [TrialView("a", "SUCCEEDED", 0, intermediate=[report(0.9, 10)] * 3),
+                 TrialView("b", "RUNNING", 1, intermediate=[report(0.5, 20)])]
+    first.poll()
+    assert nni.killed == ["b"] and state.is_file()
+    # A new stopper on the same file (a resumed search) knows a and b; c, b's equal, goes on only
+    # because the rung's quota grew to 2 of 3, exactly as in one uninterrupted run.
+    again = RestEarlyStopper(rule(), nni, state_path=state)
+    assert again.resumed and again.killed == {"b": 1}
+    nni.views.append(TrialView("c", "RUNNING", 2, intermediate=[report(0.5, 20)]))
+    again.poll()
+    assert nni.killed == ["b"] and again.rule.stats()[0].reached == 3
+    uninterrupted = rule()
+    assert [uninterrupted.report(t, 1, r) for t, r in (("a", report(0.9, 10)), ("b", report(0.5, 20)),
+                                                        ("c", report(0.5, 20)))] == [True, False, True]
+    # NNI re-runs a trial under its id after a resume: its epochs start again, not after the old ones.
+    records = [{"trialJobId": "c", "type": "PERIODICAL", "timestamp": t, "sequence": q, "data": str(q)}
+               for t, q in ((1, 0), (2, 1), (3, 0), (4, 1), (5, 2))]
+    view = assemble_trials([{"trialJobId": "c", "status": "RUNNING", "hyperParameters": []}], records)[0]
+    assert len(view.intermediate) == 3
+
+
 def test_assessor_judges_nnis_trial_history():
     from nni.assessor import AssessResult
 
@@ -179,13 +228,13 @@ def test_resumed_search_continues_the_saved_rungs(tmp_path, nni_home):
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "results"
     search = [str(BIN / "nni-hwnas"), "search", "--config", str(path), "--output", str(out), "--no-dashboard"]
-    first = subprocess.run([*search, "--port", str(free_port())], cwd=REPO, capture_output=True, text=True, timeout=400)
+    first = subprocess.run([*search, "--port", str(free_port())], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     experiment_id = json.loads((out / "run.json").read_text())["experiment_id"]
     before = json.loads((out / "multi_fidelity.json").read_text())
     assert len(before["rung_losses"]["1"]) == 3
     again = subprocess.run([*search, "--port", str(free_port()), "--resume", experiment_id, "--max-trials", "6"],
-                           cwd=REPO, capture_output=True, text=True, timeout=400)
+                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     summary = json.loads((out / "multi_fidelity.json").read_text())
     rows = json.loads((out / "trials.json").read_text())

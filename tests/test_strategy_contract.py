@@ -122,10 +122,11 @@ def test_state_dict_round_trip_continues_like_the_uninterrupted_run(name):
     assert run_ask_tell(resumed, PROBLEM, 20, seed=5).samples == run_ask_tell(whole, PROBLEM, 20, seed=5).samples
 
 
-def test_nas_strategy_adapter_on_nnis_engine_is_deterministic_and_never_repeats():
+@pytest.mark.parametrize("name", ["hw_evolution", "cmaes"])
+def test_nas_strategy_adapter_on_nnis_engine_is_deterministic_and_never_repeats(name):
     from nni_hwnas.evaluation.baselines import run_nni_strategy
 
-    first = run_nni_strategy("hw_evolution", PROBLEM, 20, seed=2).samples
-    again = run_nni_strategy("hw_evolution", PROBLEM, 20, seed=2).samples
+    first = run_nni_strategy(name, PROBLEM, 20, seed=2).samples
+    again = run_nni_strategy(name, PROBLEM, 20, seed=2).samples
     assert len(first) == 20 and first == again
     assert len(set(ids(first))) == 20
