@@ -429,13 +429,15 @@ def test_search_on_the_port_of_a_plain_nni_experiment_is_refused_before_touching
     port = free_port()
     plain = start_plain_nni(tmp_path, port)
     try:
-        before = plain_state(port)  # its tuner may even have failed to start here: any state must stay
+        before = plain_state(port)
         assert before[0] == plain
         config = write(tmp_path, COST_ONLY.format(strategy="Random", budget=0.15, trials=2))
         result = cli("search", "--config", str(config), "--port", str(port), "--output", str(tmp_path / "o"),
                      cwd=tmp_path)
         one_line_error(result, f"port {port} is already in use by the NNI manager of experiment {plain}")
-        assert plain_state(port) == before  # same manager, status and trials
+        after = plain_state(port)  # same manager and trials (its status may change by itself: a
+        assert (after[0], after[2]) == (before[0], before[2])  # tuner slow to start on a loaded machine)
+        assert_plain_untouched(port, plain)
         assert not (tmp_path / "exps").exists() and not (tmp_path / "o").exists()
     finally:
         stop_plain_nni(tmp_path, plain)
@@ -456,7 +458,8 @@ def test_plain_nni_experiment_taking_the_port_after_our_check_is_not_driven(tmp_
 
     monkeypatch.setattr(launch, "build_experiment", build_then_lose_the_port)
     try:
-        assert f"port {port}" in search_in_process_refused(tmp_path, capsys, port)
+        line = search_in_process_refused(tmp_path, capsys, port)
+        assert started and f"port {port} was taken by experiment '{started[0]}'" in line, line
         assert_plain_untouched(port, started[0])
         assert not (tmp_path / "o").exists()
     finally:
@@ -481,7 +484,9 @@ def test_plain_nni_experiment_binding_between_nnis_idle_check_and_our_manager_ge
 
     monkeypatch.setattr(launcher, "_ensure_port_idle", check_then_lose_the_port)
     try:
-        assert f"served by experiment '{started[0]}'" in search_in_process_refused(tmp_path, capsys, port)
+        line = search_in_process_refused(tmp_path, capsys, port)
+        assert started, line
+        assert f"served by experiment '{started[0]}'" in line
         assert_plain_untouched(port, started[0])
         assert not (tmp_path / "o").exists()
     finally:
