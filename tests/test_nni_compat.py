@@ -66,3 +66,43 @@ def test_one_budget_rule_for_strategy_and_results():
     strategy_front = [r["metrics"]["accuracy"] for r in evo.pareto_front()]
     rows = [{"status": "SUCCEEDED", **t} for t in trials]
     assert strategy_front == [r["accuracy"] for r in pareto_rows(rows, ("accuracy", "latency_ms"), budgets=budgets)] == [0.8]
+
+def test_a_manager_answering_as_another_experiment_gets_no_post():
+    """Quirk 4: NNI's start waits for *any* manager on the port, then posts its config there. The
+    wait is wrapped so that a manager answering as another experiment is refused first, while a
+    fresh manager (no id before NNI's post) or our own passes."""
+    import http.server
+    import threading
+
+    import nni.experiment.launcher as launcher
+
+    from conftest import free_port
+    from nni_hwnas.errors import UserError
+    from nni_hwnas.nni_compat.resume import _refuse_foreign_manager
+
+    answers = {"/api/v1/nni/check-status": b'{"status": "RUNNING"}'}
+
+    class Manager(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = answers.get(self.path, b"")
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Manager)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with _refuse_foreign_manager("mine1234"):
+            launcher._check_rest_server(port)  # fresh manager: no id yet
+            answers["/api/v1/nni/experiment"] = b'{"id": "mine1234"}'
+            launcher._check_rest_server(port)
+            answers["/api/v1/nni/experiment"] = b'{"id": "plain999"}'
+            with pytest.raises(UserError, match="served by experiment 'plain999', not by experiment 'mine1234'"):
+                launcher._check_rest_server(port)
+        assert launcher._check_rest_server.__name__ == "_check_rest_server"  # restored
+    finally:
+        server.shutdown()

@@ -136,11 +136,24 @@ def _refuse_foreign_manager(experiment_id: str) -> Iterator[None]:
                             "(another NNI manager took the port first); nothing was changed there: "
                             "choose another --port")
 
-    launcher._check_rest_server = checked
+    idle_check = launcher._ensure_port_idle
+
+    def idle(port: int, *args: Any) -> None:
+        """NNI's own idle check raises a bare ``RuntimeError`` (a traceback) when the port was taken
+        after ours, e.g. by a plain ``nnictl`` experiment: say whose it is, in one line."""
+        try:
+            idle_check(port, *args)
+        except RuntimeError:
+            owner = manager_experiment_id(port)
+            raise UserError(f"port {port} was taken by {'experiment ' + repr(owner) if owner else 'another program'} "
+                            f"while experiment {experiment_id!r} was starting; nothing was changed there: "
+                            "choose another --port") from None
+
+    launcher._check_rest_server, launcher._ensure_port_idle = checked, idle
     try:
         yield
     finally:
-        launcher._check_rest_server = original
+        launcher._check_rest_server, launcher._ensure_port_idle = original, idle_check
 
 
 def check_manager_is_ours(experiment: Any, port: int) -> None:
