@@ -79,10 +79,6 @@ class Nb201Space(ModelSpace):
 
     definition_cls: ClassVar[type[Nb201Definition]] = Nb201Definition
 
-    #: How our NNI strategies find the definition behind NNI's simplified space
-    #: (``strategies.nni_strategy.find_definition``): architecture identity and used labels.
-    definition_cls: ClassVar[type[Nb201Definition]] = Nb201Definition
-
     def __init__(self, choices: Mapping[str, Sequence] | None = None, input_shape: Sequence[int] = (3, 32, 32),
                  num_classes: int = 10, channels: int = 16, cells_per_stage: int = 1) -> None:
         super().__init__()
