@@ -125,10 +125,10 @@ def _measure(args: argparse.Namespace, profile: Any, definitions: list[Any], set
     except DeviceLost as exc:
         raise DeviceLost(f"{exc}; {len(table)} layer rows and {len(table.models)} whole models are saved in {path}; "
                          "run the same command again to resume") from None
-    print(f"nni-hwnas: {report.layers_measured} layers measured ({report.layers_kept} already there, "
-          f"{report.noisy_layers} with IQR > 10% of the median, {report.layers_remeasured} re-measured as disturbed), "
-          f"{report.models_measured} whole models measured "
-          f"({report.models_kept} already there, {report.models_remeasured} re-measurements of disturbed ones) "
+    print(f"nni-hwnas: {report.layers.measured} layers measured ({report.layers.kept} already there, "
+          f"{report.layers.noisy} with IQR > 10% of the median, {report.layers.remeasured} re-measured as disturbed), "
+          f"{report.models.measured} whole models measured "
+          f"({report.models.kept} already there, {report.models.remeasured} re-measurements of disturbed ones) "
           f"in {report.seconds:.0f} s; table {path} has {len(table)} rows")
     for context, correction in sorted(report.corrections.items()):
         print(f"nni-hwnas: correction {context}: {correction}")

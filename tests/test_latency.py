@@ -211,10 +211,10 @@ def test_profiler_resumes_without_remeasuring(tmp_path, monkeypatch):
     monkeypatch.setattr(profiler, "time_layer", real_time_layer)
     report = profile_spaces(open_table(profile, path, FAST), profile, [definition], FAST, fit_models=4, progress=False)
     total = len(definition.enumerate_layers())
-    assert (report.layers_kept, report.layers_measured) == (5, total - 5)
-    assert report.models_kept + report.models_measured == 4 and report.models_kept >= 1  # interleaved with rows
+    assert (report.layers.kept, report.layers.measured) == (5, total - 5)
+    assert report.models.kept + report.models.measured == 4 and report.models.kept >= 1  # interleaved with rows
     again = profile_spaces(open_table(profile, path, FAST), profile, [definition], FAST, fit_models=4, progress=False)
-    assert (again.layers_measured, again.models_measured, again.models_kept) == (0, 0, 4)
+    assert (again.layers.measured, again.models.measured, again.models.kept) == (0, 0, 4)
     assert len(LatencyTable.load(path).runs) == 3
 
 

@@ -28,7 +28,7 @@ def test_every_op_and_attention_is_in_a_freshly_profiled_table(tmp_path):
     quick = TimingSettings(warmup_runs=1, n_repeats=3, min_repeats=2, max_seconds=0.002, noisy_retries=0, n_inputs=2)
     table = open_table(profile, tmp_path / "fresh.json", quick, fresh=True)
     report = profile_spaces(table, profile, [definition], quick, fit_models=3, progress=False)
-    assert report.layers_measured == len(definition.enumerate_layers()) == len(table)
+    assert report.layers.measured == len(definition.enumerate_layers()) == len(table)
     keys = set(table.rows)
     assert {k.op for k in keys} == set(OPERATORS) - {"linear"}  # staged_net classifies with gap_linear
     assert {k.attention for k in keys} == {"none", *ATTENTIONS}

@@ -95,7 +95,7 @@ def accuracy_case(case: str, n_models: int, seed: int, busy: bool, keep_tables: 
             shutil.copy(report.path, keep_tables / f"{case.replace('@', '-')}-{'busy' if busy else 'as-is'}.json")
     return {**row, "condition": "busy (1 core spun by a 2nd process while profiling)" if busy else "as is",
             "first_use_profiling_s": round(profiling_s, 1), "noise": report.noise,
-            "layers_remeasured": report.layers_remeasured, "models_remeasured": report.models_remeasured,
+            "layers_remeasured": report.layers.remeasured, "models_remeasured": report.models.remeasured,
             "loadavg_before": load_before, "loadavg_after": load()}
 
 

@@ -304,17 +304,23 @@ def model_noise(table: LatencyTable) -> dict[str, Any]:
 
 
 @dataclass
+class MeasureCounts:
+    """Rows (or whole models) of one profiling run: measured now, kept from the table, re-measured
+    because disturbed, and left noisy (IQR over 10% of the median)."""
+
+    measured: int = 0
+    kept: int = 0
+    remeasured: int = 0
+    noisy: int = 0
+
+
+@dataclass
 class ProfileReport:
-    """What a profiling run did, for the CLI's summary line."""
+    """What a profiling run did, for the CLI's summary line: table rows and whole models alike."""
 
     path: Path
-    layers_measured: int = 0
-    layers_kept: int = 0
-    layers_remeasured: int = 0
-    models_remeasured: int = 0
-    models_measured: int = 0
-    models_kept: int = 0
-    noisy_layers: int = 0
+    layers: MeasureCounts = field(default_factory=MeasureCounts)
+    models: MeasureCounts = field(default_factory=MeasureCounts)
     seconds: float = 0.0
     corrections: dict[str, LatencyCorrection] = field(default_factory=dict)
     noise: dict[str, Any] = field(default_factory=dict)
@@ -340,8 +346,8 @@ def profile_spaces(table: LatencyTable, profile: DeviceProfile, definitions: Seq
         raise ValueError("the table needs a path to be saved to")
     started = time.perf_counter()
     report = ProfileReport(path=table.path, contexts=[space_context(d) for d in definitions])
-    keys, todo, jobs, report.models_kept = plan_profile(table, definitions, fit_models, seed)
-    report.layers_kept = len(keys) - len(todo)
+    keys, todo, jobs, report.models.kept = plan_profile(table, definitions, fit_models, seed)
+    report.layers.kept = len(keys) - len(todo)
     last_save = time.perf_counter()
 
     def maybe_save(force: bool = False) -> None:
@@ -359,14 +365,14 @@ def profile_spaces(table: LatencyTable, profile: DeviceProfile, definitions: Seq
             if isinstance(task, LayerKey):
                 bar.set_postfix_str(task.describe(), refresh=False)
                 table.rows[task] = measure.layer(task)
-                report.layers_measured += 1
+                report.layers.measured += 1
             else:
                 definition, context, arch_id, sample = task
                 specs = definition.describe(sample)
                 table.models.append(ModelMeasurement(context, arch_id, sample,
                                                      tuple(LayerKey.from_spec(s) for s in specs),
                                                      measure.model(specs, definition.input_shape)))
-                report.models_measured += 1
+                report.models.measured += 1
             maybe_save()
         for _ in range(settings.noisy_retries):  # later is another moment: a burst of load has passed
             suspects = list(dict.fromkeys(stalled_rows(table, keys) + [k for k in keys if table.rows[k].noisy]))
@@ -375,11 +381,11 @@ def profile_spaces(table: LatencyTable, profile: DeviceProfile, definitions: Seq
                 again = measure.layer(key)
                 if again.value(settings.statistic) < table.rows[key].value(settings.statistic):
                     table.rows[key] = again
-                report.layers_remeasured += 1
+                report.layers.remeasured += 1
                 maybe_save()
-        report.models_remeasured = remeasure_disturbed_models(table, measure, settings, progress,
+        report.models.remeasured = remeasure_disturbed_models(table, measure, settings, progress,
                                                               on_step=maybe_save)
-        report.noisy_layers = sum(table.rows[k].noisy for k in keys)
+        report.layers.noisy = sum(table.rows[k].noisy for k in keys)
         report.noise = {**noise_summary(table, keys), **model_noise(table)}
         maybe_save(force=True)
         if table.models:
@@ -388,10 +394,10 @@ def profile_spaces(table: LatencyTable, profile: DeviceProfile, definitions: Seq
     finally:
         report.seconds = time.perf_counter() - started
         table.runs.append({"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           "contexts": report.contexts, "layers_measured": report.layers_measured,
-                           "models_measured": report.models_measured, "seconds": round(report.seconds, 1),
-                           "layers_remeasured": report.layers_remeasured,
-                           "models_remeasured": report.models_remeasured, "noise": report.noise,
+                           "contexts": report.contexts, "layers_measured": report.layers.measured,
+                           "models_measured": report.models.measured, "seconds": round(report.seconds, 1),
+                           "layers_remeasured": report.layers.remeasured,
+                           "models_remeasured": report.models.remeasured, "noise": report.noise,
                            "settings": dataclasses.asdict(settings), "measured_by": measure.where})
         table.save()
     return report
