@@ -186,13 +186,19 @@ def check_stopped_as_configured(jobs: list[dict], metric_data: list[dict]) -> No
             assert {"accuracy", "params", "latency_ms"} <= set(reports[job["trialJobId"]][0])
 
 
-def test_search_stops_dominated_trials_in_a_nas_experiment(tmp_path, nni_home):
-    config = {"name": "mo-asha", "seed": 3, "dataset": {"name": "digits"}, "space": {"preset": "conv_net_small"},
+def write_mo_asha_config(tmp_path: Path, name: str, seed: int, max_trials: int) -> Path:
+    """A digits search with Random and MO-ASHA, one trial at a time, written as YAML."""
+    config = {"name": name, "seed": seed, "dataset": {"name": "digits"}, "space": {"preset": "conv_net_small"},
               "strategy": {"name": "Random"}, "evaluator": TRAINING,
               "multi_fidelity": {"enabled": True, **RULE, "poll_interval_s": 0.2},
-              "experiment": {"max_trials": 4, "concurrency": 1, "working_directory": str(tmp_path / "exps")}}
+              "experiment": {"max_trials": max_trials, "concurrency": 1, "working_directory": str(tmp_path / "exps")}}
     path = tmp_path / "mo_asha.yaml"
     path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_search_stops_dominated_trials_in_a_nas_experiment(tmp_path, nni_home):
+    path = write_mo_asha_config(tmp_path, "mo-asha", seed=3, max_trials=4)
     out, port = tmp_path / "results", free_port()
     done = subprocess.run([str(BIN / "nni-hwnas"), "search", "--config", str(path), "--port", str(port),
                            "--output", str(out)], cwd=REPO, capture_output=True, text=True, timeout=400)
@@ -220,12 +226,7 @@ def test_search_stops_dominated_trials_in_a_nas_experiment(tmp_path, nni_home):
 def test_resumed_search_continues_the_saved_rungs(tmp_path, nni_home):
     """Stop after 3 trials, ``--resume`` to 6: the rungs hold both runs' results, trials 4-6 are
     judged against trials 1-3 exactly as in one uninterrupted run, and the summary lists every stop."""
-    config = {"name": "mo-asha-resume", "seed": 5, "dataset": {"name": "digits"}, "space": {"preset": "conv_net_small"},
-              "strategy": {"name": "Random"}, "evaluator": TRAINING,
-              "multi_fidelity": {"enabled": True, **RULE, "poll_interval_s": 0.2},
-              "experiment": {"max_trials": 3, "concurrency": 1, "working_directory": str(tmp_path / "exps")}}
-    path = tmp_path / "mo_asha.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_mo_asha_config(tmp_path, "mo-asha-resume", seed=5, max_trials=3)
     out = tmp_path / "results"
     search = [str(BIN / "nni-hwnas"), "search", "--config", str(path), "--output", str(out), "--no-dashboard"]
     first = subprocess.run([*search, "--port", str(free_port())], cwd=REPO, capture_output=True, text=True, timeout=900)

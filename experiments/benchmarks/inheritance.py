@@ -74,7 +74,6 @@ def main() -> int:
     from nni_hwnas.evaluation.inheritance import inherit_weights
     from nni_hwnas.evaluation.training import TrainSettings, evaluate_accuracy
     from nni_hwnas.evaluation.trial import reinitialise
-    from nni_hwnas.experiment.runinfo import machine_info, package_versions
     from search_spaces.registry import load_preset, make_definition
     from strategies.operators import mutate
 
@@ -134,14 +133,21 @@ def main() -> int:
     result = {"per_epoch": per_epoch, "equal_compute": equal_compute, "median_seconds": seconds,
               "pairs": rows, "settings": dataclasses.asdict(settings),
               "parent_epochs": args.parent_epochs, "dataset": args.dataset, "seed": args.seed,
-              "wall_s": time.perf_counter() - started,
-              "command": " ".join(["experiments/benchmarks/inheritance.py", *sys.argv[1:]]),
+              "wall_s": time.perf_counter() - started}
+    write_result(args.json, "experiments/benchmarks/inheritance.py", result)
+    return 0
+
+
+def write_result(path: str | Path, script: str, result: dict) -> None:
+    """Write a benchmark's JSON with the command that made it, when, and on what machine."""
+    from nni_hwnas.experiment.runinfo import machine_info, package_versions
+
+    result = {**result, "command": " ".join([script, *sys.argv[1:]]),
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": machine_info(), "versions": package_versions()}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1, default=str))
-    print(f"wrote {args.json}")
-    return 0
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=1, default=str))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -21,11 +21,9 @@ a user would deploy), not of the architecture trained from scratch. Not a test.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "experiments" / "benchmarks"))
 
+from inheritance import write_result  # noqa: E402
 import staged_space as ss  # noqa: E402  (setup, hypervolume and spreads shared with the space benchmark)
 
 RESULTS = REPO / "experiments" / "benchmarks" / "results"
@@ -96,7 +95,6 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from nni_hwnas.experiment.runinfo import machine_info, package_versions
     from search_spaces.registry import make_definition
 
     torch.set_num_threads(1)
@@ -119,12 +117,8 @@ def main() -> int:
               + f" {row['inherited_fraction_median']['median']:10.2f} {row['train_seconds']['median']:8.0f}")
     result = {"summary": rows, "runs": runs, "setup": setup, "seeds": args.seeds, "trials": args.trials,
               "training": training, "search": ss.SEARCH, "objectives": ss.OBJECTIVES,
-              "command": " ".join(["experiments/benchmarks/inheritance_search.py", *sys.argv[1:]]),
-              "wall_s": time.perf_counter() - started, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine_info(), "versions": package_versions()}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1, default=str))
-    print(f"wrote {args.json}")
+              "wall_s": time.perf_counter() - started}
+    write_result(args.json, "experiments/benchmarks/inheritance_search.py", result)
     return 0
 
 
