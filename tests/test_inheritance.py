@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from nni_hwnas.evaluation.inheritance import inherit_weights
@@ -29,19 +30,26 @@ def test_child_inherits_shared_blocks_and_keeps_changed_ones_fresh():
     assert report.fresh == state[changed[0]].numel() and 0.9 < report.fraction < 1.0
 
 
-def test_evolved_proposals_name_their_parent_and_random_ones_none():
+@pytest.mark.parametrize("model_pool", [0, 200])  # tournament children; model-based proposals (the default)
+def test_evolved_proposals_name_their_parent_and_random_ones_none(model_pool):
     from strategies.hw_evolution import HwEvolution
 
     definition = make_definition(*load_preset("staged_net_s3"), (1, 8, 8), 10)
     evo = HwEvolution(definition.mutable_labels(), identity=definition.arch_id, canonical=definition.canonical,
-                      population_size=4, sample_size=2, initial_random=2, seed=0)
+                      population_size=4, sample_size=2, initial_random=2, seed=0, model_pool=model_pool)
+    parents, named = [], []
     for i in range(6):
         sample = evo.ask()
         parent = evo.parent_of(sample)
+        parents.append(parent)
         told = {r["id"] for r in evo.history}
-        assert (parent is None) if i < 2 else (parent in told)  # a member of the population, already told
+        if i < 2 or (model_pool and parent is None):  # random starts; a model's random pool candidate
+            assert parent is None
+        else:
+            assert parent in told  # a member of the population (or front), already told
+            named.append(parent)
         evo.tell(sample, {"default": 0.1 * i, "latency_ms": 1.0 + i})
-    assert [r["parent"] is None for r in evo.history] == [True, True, False, False, False, False]
+    assert [r["parent"] for r in evo.history] == parents and named  # recorded as proposed; some bred
 
 
 def test_inherit_weights_is_refused_without_training_or_hw_evolution():

@@ -265,7 +265,10 @@ def test_every_layer_of_a_frozen_model_is_in_the_table_built_for_its_space(tiny_
         assert len(model.net) == len(model.layer_specs)
     predictor = LatencyPredictor(tiny_table, space.definition)
     predictor.check_coverage()
-    assert predictor.correction.n_models_ == 12
+    # fitted on the table's 12 whole models, or on its steady ones when at least 10 are (steady_models)
+    from nni_hwnas.hardware.predictor import steady_models
+
+    assert predictor.correction.n_models_ == len(steady_models(tiny_table.models))
 
 
 def test_nni_range_profiler_filter_and_penalty_use_our_profiler(tiny_table):

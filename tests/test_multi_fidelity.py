@@ -320,6 +320,6 @@ def test_check_nnictl_names_an_unregistered_assessor(tmp_path, monkeypatch):
     (tmp_path / "exp.yml").write_text(yaml.safe_dump(config))
     with pytest.raises(UserError, match="assessor 'MoAsha' is not known .* run `nni-hwnas register` first"):
         check_nnictl_config(tmp_path / "exp.yml")
-    config["assessor"]["name"] = "Medianstop"  # NNI's built-in
+    config["assessor"] = {"name": "Medianstop", "classArgs": {"optimize_mode": "maximize"}}  # NNI's built-in
     (tmp_path / "exp.yml").write_text(yaml.safe_dump(config))
-    assert "assessor Medianstop is known to NNI" in check_nnictl_config(tmp_path / "exp.yml")
+    assert "assessor Medianstop is known to NNI and takes its classArgs" in check_nnictl_config(tmp_path / "exp.yml")
