@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -23,24 +24,16 @@ class MetricSpec:
     description: str
 
 
-METRICS: dict[str, MetricSpec] = {
-    spec.name: spec
-    for spec in (
-        MetricSpec("default", True, "", "what NNI's built-in strategies maximise (accuracy or proxy score)"),
-        MetricSpec("accuracy", True, "fraction", "validation accuracy after the trial's training"),
-        MetricSpec("latency_ms", False, "ms", "end-to-end latency on the profile's device (batch from the profile)"),
-        MetricSpec("latency_measured_ms", False, "ms", "latency measured on this host, when measured"),
-        MetricSpec("params", False, "count", "trainable parameters"),
-        MetricSpec("flops", False, "MACs", "multiply-accumulates of one forward pass at batch 1"),
-        MetricSpec("peak_mem_kb", False, "KiB", "peak activation memory of one forward pass at batch 1"),
-        MetricSpec("within_budget", True, "0/1", "1 when every budget of the profile is met"),
-        MetricSpec("train_seconds", False, "s", "wall time spent training inside the trial"),
-        MetricSpec("trial_seconds", False, "s", "wall time of the trial's own work (data, training, timing)"),
-        MetricSpec("proxy_score", True, "", "training-free score (rmi, synflow, naswot, grad_norm, ...), higher is better"),
-        MetricSpec("proxy_seconds", False, "s", "wall time of computing the proxy score"),
-        MetricSpec("param_kb", False, "KiB", "parameter memory at the profile's precision"),
-    )
-}
+def _load_metrics() -> dict[str, MetricSpec]:
+    """The contract's table lives in ``metrics.yaml`` beside this module: data, one entry per metric."""
+    import yaml
+
+    table = yaml.safe_load((Path(__file__).with_name("metrics.yaml")).read_text())
+    return {name: MetricSpec(name, bool(row["higher_is_better"]), str(row["unit"]), str(row["description"]))
+            for name, row in table.items()}
+
+
+METRICS: dict[str, MetricSpec] = _load_metrics()
 
 # Keys a results table shows first, in this order.
 CONTRACT_KEYS: tuple[str, ...] = (

@@ -32,13 +32,9 @@ class ConvNetDefinition(SpaceDefinition):
     }
 
     def labels(self) -> dict[str, tuple]:
-        labels: dict[str, tuple] = {"depth": self.choices["depth"]}
-        for i in range(max(self.choices["depth"])):
-            labels[f"conv{i}_filters"] = self.choices["filters"]
-            labels[f"conv{i}_kernel"] = self.choices["kernel"]
-            labels[f"conv{i}_bn"] = self.choices["batch_norm"]
-        labels["dropout"] = self.choices["dropout"]
-        return labels
+        layers = self.labels_per_position([f"conv{i}" for i in range(max(self.choices["depth"]))],
+                                          {"filters": "filters", "kernel": "kernel", "bn": "batch_norm"})
+        return {"depth": self.choices["depth"], **layers, "dropout": self.choices["dropout"]}
 
     def active_labels(self, sample: Mapping[str, Any]) -> list[str]:
         depth = sample["depth"]

@@ -130,6 +130,11 @@ class SpaceDefinition(ABC):
         return list(self.labels())
 
     # --- shared behaviour ---------------------------------------------------------------
+    def labels_per_position(self, prefixes: Sequence[str], parts: Mapping[str, str]) -> dict[str, tuple]:
+        """``{prefix}_{part}`` -> the choice list of kind ``parts[part]``, position by position (the
+        per-layer/per-block labels every chain space has), in a stable order."""
+        return {f"{prefix}_{part}": self.choices[kind] for prefix in prefixes for part, kind in parts.items()}
+
     def mutable_labels(self) -> dict[str, tuple]:
         """Labels with more than one value: what a strategy searches over."""
         return {label: values for label, values in self.labels().items() if len(values) > 1}

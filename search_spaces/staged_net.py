@@ -79,12 +79,9 @@ class StagedNetDefinition(SpaceDefinition):
     def labels(self) -> dict[str, tuple]:
         labels: dict[str, tuple] = {key: self.choices[key] for key in ("stages", "blocks", "stem_filters",
                                                                          "stem_pool", "base_filters")}
-        for stage in range(max(self.choices["stages"])):
-            for block in range(max(self.choices["blocks"])):
-                prefix = block_prefix(stage, block)
-                labels[f"{prefix}_op"] = self.choices["op"]
-                labels[f"{prefix}_width"] = self.choices["width"]
-                labels[f"{prefix}_attn"] = self.choices["attention"]
+        prefixes = [block_prefix(stage, block) for stage in range(max(self.choices["stages"]))
+                    for block in range(max(self.choices["blocks"]))]
+        labels.update(self.labels_per_position(prefixes, {"op": "op", "width": "width", "attn": "attention"}))
         labels["dropout"] = self.choices["dropout"]
         return labels
 
