@@ -6,6 +6,7 @@ a few seconds, then kill and reap it, so no zombie or orphan outlives the object
 
 from __future__ import annotations
 
+import abc
 import subprocess
 from typing import Any, Callable
 
@@ -24,11 +25,12 @@ def end_process(proc: subprocess.Popen, timeout_s: float, ask: Callable[[], None
         proc.wait()
 
 
-class ClosedOnExit:
+class ClosedOnExit(abc.ABC):
     """``with obj: ...`` calls ``obj.close()`` on the way out, whatever happened inside."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """End what the object started (its child process)."""
 
     def __enter__(self) -> Any:
         return self

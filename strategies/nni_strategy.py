@@ -16,6 +16,7 @@ NNI's event API:
 
 from __future__ import annotations
 
+import abc
 import inspect
 import logging
 import threading
@@ -56,7 +57,7 @@ class _Running:
     metrics: dict[str, Any] | None = None
 
 
-class AskTellStrategy(Strategy):
+class AskTellStrategy(Strategy, metaclass=abc.ABCMeta):
     """An ask/tell core (``ask``, ``tell``, ``identity``, ``pending``, ``mark_pending``,
     ``forget_pending``, ``history``, ``pareto_front``, ``state_dict``) as an NNI NAS strategy.
 
@@ -84,9 +85,10 @@ class AskTellStrategy(Strategy):
         self._lock = threading.RLock()  # NNI calls back from its listener thread
         self._last_reconcile = 0.0
 
+    @abc.abstractmethod
     def _make_core(self, labels: dict[str, tuple], definition: Any,
                    identity: Callable[[Mapping[str, Any]], str] | None) -> Any:
-        raise NotImplementedError
+        """The ask/tell core over ``labels`` (HwEvolution, CmaEs)."""
 
     def parent_of(self, sample: Mapping[str, Any]) -> str | None:
         """The id of the architecture ``sample`` was bred from, for weight inheritance; None when

@@ -9,6 +9,7 @@ and ``tuner: {name: CmaEs}`` by ``nni-hwnas register``.
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 from typing import Any, Callable, Mapping, Sequence
@@ -28,7 +29,7 @@ TUNER_NAME = "HwEvolution"
 CMAES_TUNER_NAME = "CmaEs"
 
 
-class AskTellTuner(Tuner):
+class AskTellTuner(Tuner, metaclass=abc.ABCMeta):
     """An ask/tell core over an nnictl search space; subclasses build the core (:meth:`_make_core`).
 
     Args:
@@ -45,9 +46,10 @@ class AskTellTuner(Tuner):
         self.definition: Any = None  # our space's definition, once the search space arrives
         self._asked: dict[int, dict[str, Any]] = {}  # parameter_id -> sample still running
 
+    @abc.abstractmethod
     def _make_core(self, labels: dict[str, tuple], identity: Callable[[Mapping[str, Any]], str] | None,
                    canonical: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None) -> Any:
-        raise NotImplementedError
+        """The ask/tell core over ``labels`` (HwEvolution, CmaEs)."""
 
     def update_search_space(self, search_space: Mapping[str, Any]) -> None:
         labels: dict[str, tuple] = {}

@@ -15,6 +15,29 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 warnings.filterwarnings("ignore", message=".*is found to be not a nn.Module.*")
 
 
+STAGED_NET_TABLE = REPO / "hw_profiles" / "tables" / "host-cpu-1t-staged_net.json"
+
+
+def write_staged_net_search(path: Path, name: str, seed: int, working_directory: Path | str, *,
+                            strategy_args: dict | None = None, evaluator: dict | None = None,
+                            concurrency: int = 1) -> Path:
+    """A 4-trial ``hw_evolution`` search of ``staged_net_s3`` on digits over three objectives
+    (1 epoch on 300 images, the shipped staged_net table), written as YAML to ``path``."""
+    import yaml
+
+    config = {
+        "name": name, "seed": seed, "dataset": {"name": "digits"}, "space": {"preset": "staged_net_s3"},
+        "strategy": {"name": "hw_evolution",
+                     "args": {"objectives": ["score", "cost", "second_cost"], "score_metric": "accuracy",
+                              "population_size": 4, "sample_size": 2, "initial_random": 2, **(strategy_args or {})}},
+        "evaluator": {"epochs": 1, "train_subset": 300, **(evaluator or {})},
+        "hardware": {"profile": "host-cpu-1t", "table": str(STAGED_NET_TABLE)},
+        "experiment": {"max_trials": 4, "concurrency": concurrency, "working_directory": str(working_directory)},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

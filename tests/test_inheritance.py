@@ -64,19 +64,6 @@ def test_inherit_weights_is_refused_without_training_or_hw_evolution():
         parse_config({"strategy": {"name": "hw_evolution"}, "evaluator": {"kind": "proxy", "inherit_weights": True}})
 
 
-CONFIG = """
-name: inherit-e2e
-seed: 3
-dataset: {{name: digits}}
-space: {{preset: staged_net_s3}}
-strategy:
-  name: hw_evolution
-  args: {{objectives: [score, cost, second_cost], score_metric: accuracy, population_size: 4, sample_size: 2,
-          initial_random: 2}}
-evaluator: {{epochs: 1, train_subset: 300, inherit_weights: true}}
-hardware: {{profile: host-cpu-1t, table: {table}}}
-experiment: {{max_trials: 4, concurrency: 1, working_directory: {exps}}}
-"""
 
 
 def test_real_nni_experiment_children_start_from_their_parents_weights(tmp_path, nni_home):
@@ -87,11 +74,10 @@ def test_real_nni_experiment_children_start_from_their_parents_weights(tmp_path,
     import sys
     from pathlib import Path
 
-    from conftest import REPO, free_port
+    from conftest import REPO, free_port, write_staged_net_search
 
-    config = tmp_path / "inherit.yaml"
-    config.write_text(CONFIG.format(table=REPO / "hw_profiles" / "tables" / "host-cpu-1t-staged_net.json",
-                                    exps=tmp_path / "exps"))
+    config = write_staged_net_search(tmp_path / "inherit.yaml", "inherit-e2e", 3, tmp_path / "exps",
+                                     evaluator={"inherit_weights": True})
     script = Path(sys.executable).with_name("nni-hwnas")
     result = subprocess.run([str(script), "search", "--config", str(config), "--port", str(free_port()),
                              "--output", str(tmp_path / "out"), "--no-dashboard"], cwd=REPO, capture_output=True,

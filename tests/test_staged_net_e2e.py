@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import REPO, free_port
+from conftest import REPO, STAGED_NET_TABLE, free_port, write_staged_net_search
 from nni_hwnas.hardware.latency_table import LayerKey
 from nni_hwnas.hardware.predictor import LatencyPredictor
 from nni_hwnas.hardware.profiler import TimingSettings, open_table, profile_spaces
@@ -18,7 +18,7 @@ from nni_hwnas.hardware.profiles import load_profile
 from search_spaces import load_preset, make_definition
 from search_spaces.ops import ATTENTIONS, OPERATORS
 
-TABLE = REPO / "hw_profiles" / "tables" / "host-cpu-1t-staged_net.json"
+TABLE = STAGED_NET_TABLE
 
 
 def test_every_op_and_attention_is_in_a_freshly_profiled_table(tmp_path):
@@ -47,24 +47,11 @@ def test_shipped_staged_net_table_covers_the_presets_at_8x8_and_28x28():
         assert {LayerKey.from_spec(s) for s in definition.enumerate_layers()} <= set(table.rows)
 
 
-CONFIG = """
-name: staged-e2e
-seed: 5
-dataset: {{name: digits}}
-space: {{preset: staged_net_s3}}
-strategy:
-  name: hw_evolution
-  args: {{objectives: [score, cost, second_cost], score_metric: accuracy, population_size: 4, sample_size: 2,
-          initial_random: 2, progressive: {{after_trials: [2, 3]}}}}
-evaluator: {{epochs: 1, train_subset: 300}}
-hardware: {{profile: host-cpu-1t, table: {table}}}
-experiment: {{max_trials: 4, concurrency: 2, working_directory: exps}}
-"""
 
 
 def test_real_nni_experiment_searches_staged_net_progressively_in_3d(tmp_path, nni_home):
-    config = tmp_path / "staged.yaml"
-    config.write_text(CONFIG.format(table=TABLE))
+    config = write_staged_net_search(tmp_path / "staged.yaml", "staged-e2e", 5, "exps", concurrency=2,
+                                     strategy_args={"progressive": {"after_trials": [2, 3]}})
     script = Path(sys.executable).with_name("nni-hwnas")
     result = subprocess.run([str(script), "search", "--config", str(config), "--port", str(free_port()),
                              "--output", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=400)

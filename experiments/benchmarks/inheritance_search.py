@@ -113,7 +113,9 @@ def main() -> int:
     print(f"{'arm':10s} {'HV3d':>26s} {'best val acc':>26s} {'evolved val acc':>26s} {'inherited':>10s} {'train s':>8s}")
     for row in rows:
         cells = [row[k] for k in ("hv3d", "best_accuracy", "evolved_accuracy_median")]
-        print(f"{row['arm']:10s} " + " ".join(f"{c['median']:8.4f} [{c['min']:.4f}, {c['max']:.4f}]" for c in cells)
+        # A spread is empty when no run had the value (e.g. no evolved trial in a short run).
+        print(f"{row['arm']:10s} " + " ".join(f"{c['median']:8.4f} [{c['min']:.4f}, {c['max']:.4f}]" if c
+                                               else f"{'-':>26s}" for c in cells)
               + f" {row['inherited_fraction_median']['median']:10.2f} {row['train_seconds']['median']:8.0f}")
     result = {"summary": rows, "runs": runs, "setup": setup, "seeds": args.seeds, "trials": args.trials,
               "training": training, "search": ss.SEARCH, "objectives": ss.OBJECTIVES,
