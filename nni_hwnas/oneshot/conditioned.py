@@ -92,27 +92,35 @@ def decode(labels: Mapping[str, Sequence[Any]], logits: Mapping[str, torch.Tenso
 
 def repair_to_budget(sample: Mapping[str, Any], logits: Mapping[str, torch.Tensor], labels: Mapping[str, Sequence[Any]],
                      cost: Callable[[Mapping[str, Any]], float], limit: float) -> dict[str, Any]:
-    """Change single labels until ``cost(sample) <= limit``, each time the change losing the least
-    logit per unit of cost saved; if nothing cheaper is reachable, the result is the cheapest seen."""
+    """Change single labels until ``cost(sample) <= limit``: the change losing the least logit among
+    those that alone reach the limit, else the one losing the least logit per unit of cost saved; if
+    nothing cheaper is reachable, the result is the cheapest seen.
+
+    Taking the best ratio even when a change reaches the limit overshot: dropping ``depth`` saves the
+    most per logit, so on digits every target from 0.16 to 0.69 ms was repaired onto the same
+    one-layer network (0.14 ms)."""
     current = dict(sample)
     current_cost = cost(current)
     while current_cost > limit:
-        best = None
+        best, best_reaching = None, None
         for label, values in labels.items():
             here = float(logits[label][values.index(current[label])])
             for i, value in enumerate(values):
                 if value == current[label]:
                     continue
                 candidate = {**current, label: value}
-                saved = current_cost - cost(candidate)
+                candidate_cost = cost(candidate)
+                saved = current_cost - candidate_cost
                 if saved <= 0:
                     continue
-                ratio = (here - float(logits[label][i])) / saved
-                if best is None or ratio < best[0]:
-                    best = (ratio, candidate)
+                loss = here - float(logits[label][i])
+                if candidate_cost <= limit and (best_reaching is None or loss < best_reaching[0]):
+                    best_reaching = (loss, candidate)
+                if best is None or loss / saved < best[0]:
+                    best = (loss / saved, candidate)
         if best is None:
             break
-        current = best[1]
+        current = (best_reaching or best)[1]
         current_cost = cost(current)
     return current
 
@@ -216,13 +224,15 @@ class ConditionedSearch:
                 "min_ms": self.min_ms, "max_ms": self.max_ms}
 
     @torch.no_grad()
-    def sweep(self, budgets: Sequence[float]) -> list[dict[str, Any]]:
+    def sweep(self, budgets: Sequence[float], fill_margin: float | None = None) -> list[dict[str, Any]]:
         """One architecture per budget position, loosest (largest) first; each repaired to cost no more
         than its target (or, if no single-label change gets there, the previous budget's architecture) and
         than the previous one, then filled up to that limit within ``fill_margin`` of the modes. Returns
         dicts with ``budget``, ``target_ms``, ``sample``, ``predicted_latency_ms``, ``repaired`` (the
-        hyper-network's own choice was over budget) and ``filled`` (budget left over was spent)."""
+        hyper-network's own choice was over budget) and ``filled`` (budget left over was spent).
+        ``fill_margin`` overrides the settings' (to compare decodings of one run)."""
         predict = self.expected.predictor.predict
+        margin = self.settings.fill_margin if fill_margin is None else float(fill_margin)
         derived, limit = [], math.inf
         for budget in sorted((float(b) for b in budgets), reverse=True):
             logits = self.hyper(budget)
@@ -233,8 +243,7 @@ class ConditionedSearch:
                 sample = derived[-1]["sample"] if derived else \
                     {**sample, **min(self.definition.cheapest_candidates(), key=predict)}
             repaired = sample != mode
-            filled = fill_to_budget(sample, logits, self.labels, predict, limit, self.settings.fill_margin) \
-                if self.settings.fill_margin > 0 else sample
+            filled = fill_to_budget(sample, logits, self.labels, predict, limit, margin) if margin > 0 else sample
             cost = float(predict(filled))
             limit = min(limit, cost)
             derived.append({"budget": budget, "target_ms": self.target_ms(budget), "sample": filled,
