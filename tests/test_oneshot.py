@@ -205,13 +205,14 @@ def test_supernet_shares_one_slot_across_widths_and_kernels():
     torch.testing.assert_close(small[0][0].weight, large[0][0].weight[:16, :, 1:4, 1:4])
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sweeping_towards_tighter_budgets_never_increases_predicted_cost(seed):
+@pytest.mark.parametrize("seed,fill_margin", [(0, 0.0), (1, 0.0), (2, 0.0), (0, 2.0), (1, 50.0)])
+def test_sweeping_towards_tighter_budgets_never_increases_predicted_cost(seed, fill_margin):
     from nni_hwnas.oneshot.conditioned import ConditionedSearch, ConditionedSettings
 
     definition = small_definition()
     predictor = hand_made_predictor(definition)
-    search = ConditionedSearch(SuperNet(definition), ExpectedLatency(predictor), ConditionedSettings(hidden=8), seed)
+    search = ConditionedSearch(SuperNet(definition), ExpectedLatency(predictor),
+                               ConditionedSettings(hidden=8, fill_margin=fill_margin), seed)
     with torch.no_grad():  # an untrained hyper-network with large random heads: modes jump around
         for head in search.hyper.heads.values():
             head.weight.normal_(0, 5.0)
@@ -221,6 +222,19 @@ def test_sweeping_towards_tighter_budgets_never_increases_predicted_cost(seed):
     assert all(later <= earlier + 1e-12 for earlier, later in zip(costs, costs[1:]))
     assert all(d["predicted_latency_ms"] <= d["target_ms"] + 1e-12 for d in derived)
     assert costs[-1] <= search.min_ms  # the tightest target: the cheapest candidate's latency
+
+
+def test_fill_spends_budget_left_only_on_values_near_the_mode():
+    from nni_hwnas.oneshot.conditioned import fill_to_budget
+
+    labels = {"a": (1, 2, 3), "b": (10, 20)}
+    cost = lambda s: s["a"] + s["b"]  # noqa: E731
+    logits = {"a": torch.tensor([5.0, 4.5, 0.0]), "b": torch.tensor([1.0, 0.0])}
+    # within 1 nat of the modes: b 10 -> 20 (0.1 nat per unit of cost) goes before a 1 -> 2 (0.5); a 3 is 5 nats off
+    assert fill_to_budget({"a": 1, "b": 10}, logits, labels, cost, 100, margin=1.0) == {"a": 2, "b": 20}
+    assert fill_to_budget({"a": 1, "b": 10}, logits, labels, cost, 21, margin=1.0) == {"a": 1, "b": 20}
+    assert fill_to_budget({"a": 1, "b": 10}, logits, labels, cost, 100, margin=0.0) == {"a": 1, "b": 10}
+    assert fill_to_budget({"a": 1, "b": 10}, logits, labels, cost, 100, margin=10.0) == {"a": 3, "b": 20}
 
 
 def test_repair_keeps_a_sample_within_budget_and_makes_cheapest_changes_first():
@@ -275,7 +289,7 @@ def _supernet_config(strategy: str, args: dict, **hardware):
 
 @pytest.mark.parametrize("strategy,args", [("hw_evolution", {"population_size": 6, "sample_size": 3}),
                                            ("cmaes", {"population_size": 5}),
-                                           ("conditioned", {"steps": 8, "n_budgets": 4})])
+                                           ("conditioned", {"steps": 8, "n_budgets": 4, "fill_margin": 1.0})])
 def test_supernet_kind_writes_a_results_dir_that_train_from_reads(strategy, args, tmp_path):
     from nni_hwnas.evaluation.retrain import pick_trial, read_results, sample_of_trial
     from nni_hwnas.oneshot.runner import run_weight_sharing

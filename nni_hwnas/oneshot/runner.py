@@ -12,7 +12,7 @@ few seconds, served live by the dashboard the search starts (``nni-hwnas dashboa
   / ``CmaEs``; ``evaluator.supernet_calibrate: N`` recalibrates each sample's BN statistics on N
   training batches before scoring (default 0: the validation batches' own statistics);
 - ``strategy.name: conditioned``: the complexity-conditioned search, swept over ``n_budgets``
-  budgets (``strategy.args``: ``steps``, ``n_budgets``, ``penalty_weight``, ``hidden``, ...).
+  budgets (``strategy.args``: ``steps``, ``n_budgets``, ``penalty_weight``, ``hidden``, ``fill_margin``, ...).
 
 The results directory has the usual files (``trials.*``, ``pareto.*``, ``hypervolume.*``,
 ``run.json``: ``nni-hwnas train --from`` and ``report`` read it), plus ``supernet.pt`` (the weights)
@@ -42,7 +42,7 @@ from .progress import LiveResults, bar
 STRATEGIES = ("hw_evolution", "cmaes", "conditioned")
 CMAES_ARGS = ("population_size", "sigma", "max_attempts")
 CONDITIONED_ARGS = ("steps", "n_budgets", "penalty_weight", "hidden", "weight_learning_rate", "arch_learning_rate",
-                    "batch_size", "baseline_decay")
+                    "batch_size", "baseline_decay", "fill_margin")
 OBJECTIVES = ("accuracy", "latency_ms")
 OBJECTIVE_ARGS = ("objectives", "score_metric", "cost_metric", "novelty_k", "diversity_k", "penalty", "penalty_weight")
 
@@ -242,7 +242,8 @@ def _conditioned(config: RunConfig, supernet: Any, data: Any, expected: Any, cos
         t0 = time.perf_counter()
         accuracy = score_sample(supernet, data.val_x, data.val_y, d["sample"], data.is_multilabel)
         rows.append(_row(i, d["sample"], accuracy, costs(d["sample"]), time.perf_counter() - t0,
-                         budget=d["budget"], target_ms=d["target_ms"], repaired=int(d["repaired"])))
+                         budget=d["budget"], target_ms=d["target_ms"], repaired=int(d["repaired"]),
+                         filled=int(d["filled"])))
     return rows, {"conditioned": record}
 
 
