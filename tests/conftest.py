@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import warnings
+import os
 from pathlib import Path
 
 import pytest
@@ -45,13 +46,33 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def nni_home(tmp_path, monkeypatch) -> Path:
-    """HOME and NNI_CONFIG_DIR in a temp folder: NNI's experiment list and registry stay private."""
+def nni_home(tmp_path, monkeypatch):
+    """HOME and NNI_CONFIG_DIR in a temp folder: NNI's experiment list and registry stay private.
+    Afterwards every NNI manager working under the test's folder is ended, even when the test failed
+    before its search could stop the experiment (a killed search leaves NNI's detached manager)."""
     home = tmp_path / "home"
     (home / "nni-config").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("NNI_CONFIG_DIR", str(home / "nni-config"))
-    return home
+    yield home
+    end_managers_under(tmp_path)
+
+
+def end_managers_under(folder: Path) -> None:
+    """SIGKILL NNI managers (``main.js``) whose command line names ``folder``: NNI starts them in their
+    own process group, so ending the search's group does not reach them."""
+    import signal
+
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"main.js" in cmdline and str(folder).encode() in cmdline:
+            try:
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def rest(port: int, path: str):

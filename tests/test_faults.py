@@ -18,7 +18,7 @@ import pytest
 from nni_hwnas.cli import main
 from nni_hwnas.experiment import manager_guard, run_settings
 
-from conftest import REPO, free_port, rest
+from conftest import REPO, end_managers_under, free_port, rest
 
 SCRIPT = Path(sys.executable).with_name("nni-hwnas")
 
@@ -106,19 +106,9 @@ def end_group(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(autouse=True)
 def no_manager_left(tmp_path):
-    """After each test, end any NNI manager working under its temp folder (even one that failed
-    before its driver wrote a record): NNI starts managers in their own process group."""
+    """After each test (with or without ``nni_home``), end any NNI manager working under its temp folder."""
     yield
-    for proc_dir in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline = (proc_dir / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"main.js" in cmdline and str(tmp_path).encode() in cmdline:
-            try:
-                os.kill(int(proc_dir.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    end_managers_under(tmp_path)
 
 
 # ------------------------------------------------------------------ command-line values (no NNI)
