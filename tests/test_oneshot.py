@@ -356,3 +356,43 @@ def test_supernet_training_updates_the_running_statistics_of_the_used_width_only
     supernet(torch.randn(8, *definition.input_shape) + 3.0, sample)
     mean = supernet.slot_for(0, definition.describe(sample)[0]).tensor("op:BatchNorm2d0:running_mean")
     assert (mean[:16] != 0).all() and (mean[16:] == 0).all()
+
+
+def test_supernet_evolution_turns_model_proposals_off_unless_asked():
+    from nni_hwnas.oneshot.supernet_search import SUPERNET_MODEL_POOL, make_strategy
+
+    definition = small_definition()
+    supernet = SuperNet(definition)
+    predict = hand_made_predictor(definition).predict
+    assert make_strategy("hw_evolution", supernet, predict, seed=0).model_pool == SUPERNET_MODEL_POOL == 0
+    assert make_strategy("hw_evolution", supernet, predict, seed=0, model_pool=50).model_pool == 50
+
+
+def test_a_seeded_conditioned_run_does_not_depend_on_what_the_process_drew_before():
+    """Super-network weights come from the run's seed, not from torch's global generator: the same
+    seed gives the same trained weights and the same sweep whatever was drawn before it."""
+    from nni_hwnas.data.datasets import DatasetSplits
+    from nni_hwnas.oneshot.conditioned import ConditionedSearch, ConditionedSettings
+    from nni_hwnas.oneshot.supernet_training import SupernetSettings, train_supernet
+
+    definition = small_definition()
+    predictor = hand_made_predictor(definition)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 1, 8, 8, generator=g)
+    y = torch.randint(10, (96,), generator=g)
+    data = DatasetSplits("toy", x[:64], y[:64], x[64:], y[64:], x[64:], y[64:], 10, (1, 8, 8), "multi-class")
+
+    def run(seed: int, drawn_before: int) -> tuple[dict, list]:
+        torch.rand(drawn_before)  # other work of the process
+        supernet = SuperNet(definition, seed=seed)
+        train_supernet(supernet, data, SupernetSettings(epochs=1, batch_size=32, augment=False), seed)
+        search = ConditionedSearch(supernet, ExpectedLatency(predictor), ConditionedSettings(steps=6, hidden=8), seed)
+        search.train(data)
+        return supernet.state_dict(), [d["sample"] for d in search.sweep(np.linspace(0, 1, 5))]
+
+    weights, sweep = run(3, 0)
+    again_weights, again_sweep = run(3, 1000)
+    assert sweep == again_sweep
+    assert all(torch.equal(weights[k], again_weights[k]) for k in weights)
+    other_weights, _ = run(4, 0)
+    assert any(not torch.equal(weights[k], other_weights[k]) for k in weights)

@@ -269,6 +269,22 @@ def known_front_size(results: Sequence[Mapping[str, Any]], reference: Any) -> tu
     return len(done), int(pareto_mask(to_losses(list(done.values()), ["accuracy", "latency_ms"])).sum())
 
 
+def fidelity_correlation(cache_file: str | Path, epochs: int) -> dict[str, Any]:
+    """Spearman of each epoch's accuracy with the final epoch's, over every cached fully trained
+    architecture: how well a rung at that epoch can rank (a rung decides on nothing better)."""
+    from scipy.stats import spearmanr
+
+    path = Path(cache_file)
+    entries = json.loads(path.read_text()).get("accuracy", {}) if path.is_file() else {}
+    curves = np.array([e["accuracy"][:epochs] for e in entries.values()
+                       if "failed" not in e and len(e["accuracy"]) >= epochs], dtype=float)
+    if len(curves) < 3:
+        return {"architectures": int(len(curves)), "spearman_with_final": {}}
+    return {"architectures": int(len(curves)),
+            "spearman_with_final": {str(e + 1): round(float(spearmanr(curves[:, e], curves[:, -1]).statistic), 3)
+                                    for e in range(epochs - 1)}}
+
+
 def fmt(v: Any, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
@@ -390,6 +406,10 @@ def summarise_and_write(args: argparse.Namespace, setup: Mapping[str, Any], resu
               f"{m['reached']}/{len(mine)} informative runs reached the plain HV); with {args.trial_overhead_s:g} s assumed launch "
               f"cost per trial: {fmt(m['share_with_overhead'])}; median HV at equal CPU {m['hv_at_equal_cpu']:.4f} "
               f"vs plain {m['plain_hv']:.4f}")
+    fidelity = fidelity_correlation(setup["cache_file"], args.epochs)
+    print(f"rung fidelity: Spearman of epoch-r accuracy with epoch-{args.epochs} accuracy over the "
+          f"{fidelity['architectures']} fully trained architectures cached: "
+          + (", ".join(f"r={r}: {v:.3f}" for r, v in fidelity["spearman_with_final"].items()) or "too few"))
     print(f"\nwall time {wall / 60:.1f} min")
 
     from nni_hwnas.experiment.runinfo import run_record
@@ -397,7 +417,7 @@ def summarise_and_write(args: argparse.Namespace, setup: Mapping[str, Any], resu
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = run_record(TRAIN_SEED, {**vars(args), "seeds": list(range(args.seeds)), "ours": OUR_ARGS},
-                        setup=setup, reference=reference.as_dict(), rows=rows, medians=medians,
+                        setup=setup, reference=reference.as_dict(), rows=rows, medians=medians, fidelity=fidelity,
                         known_front=front, fully_trained=n_done, wall_seconds=wall,
                         note="seed field: the training seed; search seeds are config.seeds")
     (out / "run.json").write_text(json.dumps(record, indent=1, default=str))

@@ -14,14 +14,18 @@ thread, it compares
 - ``darts_k``: ``k`` runs of NNI's DARTS through ``NasExperiment`` on the same targets, with our
   expected latency as its ``ProfilerPenalty`` (:mod:`nni_hwnas.oneshot.nni_space`);
 - ``evo_supernet``: ``HwEvolution`` scoring ``--evo-samples`` samples on the conditioned run's super-network
-  (BN recalibrated per sample on ``--calibrate`` training batches; 0 = the validation batch's statistics);
+  (BN recalibrated per sample on ``--calibrate`` training batches; 0 = the validation batch's statistics),
+  with the super-network route's plain evolution (``model_pool=0``); ``evo_supernet_pool200``: the same
+  with the model-based proposals a trial-based search uses by default;
 - ``cmaes_supernet``: the same with ``CmaEs`` (CMANAS);
 - ``evo_train``: ``HwEvolution`` with the training evaluator, ``--evo-trials`` trials, each trained at the
   retraining settings (a full-training evolution's trial *is* a retraining).
 
 Per dataset (``DATASETS``): the space preset and ``compare_strategies``' settings (digits: ``conv_net``,
 2 epochs; PneumoniaMNIST: ``conv_net_small``, 2 epochs on a 500-image training subset, also the
-retraining's subset).
+retraining's subset); ``--preset`` and ``--train-subset`` replace them (e.g. PneumoniaMNIST with
+``conv_net`` on the whole training split, whose architectures do trade accuracy for latency: the
+500-image ``conv_net_small`` retraining put its cheapest architecture on top).
 
 Ground truth: every method's architectures are retrained with the training evaluator for
 ``--retrain-epochs`` (default 8, proxy_quality's digits ground truth; seed 0, one thread), and so are
@@ -70,7 +74,13 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "experiments" / "benchmarks" / "cache"
 sys.path.insert(0, str(REPO))
 
-WEIGHT_SHARING_METHODS = ("conditioned", "separate_k", "evo_supernet", "cmaes_supernet", "evo_train", "rank")
+WEIGHT_SHARING_METHODS = ("conditioned", "separate_k", "evo_supernet", "evo_supernet_pool200", "cmaes_supernet",
+                          "evo_train", "rank")
+#: (method, strategy, strategy args) of the super-network-fitness searches. ``evo_supernet_pool200`` is
+#: ``hw_evolution`` with the model-based proposals of a trial-based search (its own default), kept to show
+#: why the super-network route turns them off (``supernet_search.SUPERNET_MODEL_POOL``).
+SUPERNET_SEARCHES = (("evo_supernet", "hw_evolution", {}), ("evo_supernet_pool200", "hw_evolution", {"model_pool": 200}),
+                     ("cmaes_supernet", "cmaes", {}))
 RETRAIN = {"epochs": 2, "batch_size": 64, "learning_rate": 0.05, "lr_schedule": "cosine", "augment": True,
            "train_subset": None}
 #: compare_strategies' settings per dataset (its cache: the 2nd rank-correlation ground truth; evo_train's
@@ -208,9 +218,19 @@ class Results(list):
         self.partial.write_text(json.dumps({**self.header, "methods": list(self)}, indent=1, default=str) + "\n")
 
 
+def dataset_setting(args: argparse.Namespace) -> dict:
+    """``DATASETS[dataset]`` with ``--preset`` / ``--train-subset`` in place of its space and subset."""
+    setting = dict(DATASETS[args.dataset])
+    if getattr(args, "preset", None):
+        setting["preset"] = args.preset
+    if getattr(args, "train_subset", None) is not None:
+        setting["train_subset"] = args.train_subset or None  # 0: the whole training split
+    return setting
+
+
 def retraining(args: argparse.Namespace) -> dict:
     """The retraining settings every method's architectures (and evo_train's trials) are trained with."""
-    return {**RETRAIN, "epochs": args.retrain_epochs, "train_subset": DATASETS[args.dataset]["train_subset"]}
+    return {**RETRAIN, "epochs": args.retrain_epochs, "train_subset": dataset_setting(args)["train_subset"]}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -226,7 +246,7 @@ def run(args: argparse.Namespace) -> dict:
     from search_spaces import load_preset, make_definition
 
     torch.set_num_threads(1)
-    setup = DATASETS[args.dataset]
+    setup = dataset_setting(args)
     dataset = {"name": args.dataset, "data_root": str(args.data_root)}
     data = load_dataset(seed=args.seed, **dataset)
     space, choices = load_preset(setup["preset"])
@@ -256,7 +276,7 @@ def run(args: argparse.Namespace) -> dict:
 
     def supernet_and_search(seed: int, fixed: list[float] | None) -> tuple[Any, Any, float]:
         t0 = time.process_time()
-        supernet = SuperNet(definition)
+        supernet = SuperNet(definition, seed=seed)
         train_supernet(supernet, data, sn_settings, seed)
         search = ConditionedSearch(supernet, expected, ConditionedSettings(budgets=fixed, **cs_settings), seed)
         search.train(data)
@@ -291,12 +311,12 @@ def run(args: argparse.Namespace) -> dict:
             rows += derived_rows(single.sweep([float(b)]), retrain)
         results.append(retrained_summary(f"separate_{args.k}", rows, cpu, max_ms))
 
-    for method, strategy in (("evo_supernet", "hw_evolution"), ("cmaes_supernet", "cmaes")):
+    for method, strategy, strategy_args in SUPERNET_SEARCHES:
         if method in args.methods and not results.has(method):
             supernet, _, sn_cpu = conditioned_run()
             print(f"{method} ...", flush=True)
             results.append(supernet_search(method, strategy, supernet, data, predictor, calibration, retrain,
-                                           sn_cpu, args, max_ms))
+                                           sn_cpu, args, max_ms, **strategy_args))
 
     if "evo_train" in args.methods and not results.has("evo_train"):
         print("evo_train ...", flush=True)
@@ -316,13 +336,14 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def supernet_search(method: str, strategy: str, supernet: Any, data: Any, predictor: Any, calibration: Any,
-                    retrain: Retrainer, sn_cpu: float, args: argparse.Namespace, max_ms: float) -> dict:
+                    retrain: Retrainer, sn_cpu: float, args: argparse.Namespace, max_ms: float,
+                    **strategy_args: Any) -> dict:
     """An ask/tell strategy with super-network fitness; the top-k of its front retrained (CPU: supernet + search)."""
     from nni_hwnas.oneshot.supernet_search import evolve_with_supernet
 
     t0 = time.process_time()
     evo = evolve_with_supernet(supernet, data, predictor.predict, args.evo_samples, args.seed, strategy=strategy,
-                               calibration=calibration)
+                               calibration=calibration, **strategy_args)
     evo["search_seconds"] = time.process_time() - t0  # CPU, not wall: the machine is shared
     front = sorted(evo["front"], key=lambda r: -r["accuracy"])[: args.top_k]
     rows = derived_rows([{"sample": r["sample"], "predicted_latency_ms": r["latency_ms"]} for r in front], retrain)
@@ -339,7 +360,7 @@ def darts_k(data, definition, predictor, expected, retrain, budgets, args, max_m
     from nni_hwnas.oneshot.nni_space import run_oneshot
     from nni_hwnas.oneshot.supernet import SuperNet
 
-    targets = ConditionedSearch(SuperNet(definition), expected, ConditionedSettings(), args.seed)
+    targets = ConditionedSearch(SuperNet(definition, seed=args.seed), expected, ConditionedSettings(), args.seed)
     rows, cpu = [], 0.0
     with tempfile.TemporaryDirectory() as work:
         for i, b in enumerate(budgets):
@@ -485,7 +506,7 @@ def rank_correlation(args: argparse.Namespace, data: Any, supernet: Any, definit
     for name, d, samples, truth, proxies in ground_truths(args, data, definition):
         net, train_s = supernet, None
         if d.choices != definition.choices or d.name != definition.name:
-            net = SuperNet(d)
+            net = SuperNet(d, seed=args.seed)
             train_s = train_supernet(net, data, SupernetSettings(epochs=args.supernet_epochs, sampling=args.sampling),
                                      args.seed)["train_seconds"]
         ids = list(truth)
@@ -504,12 +525,12 @@ def rank_correlation(args: argparse.Namespace, data: Any, supernet: Any, definit
 def print_tables(result: dict) -> None:
     print(f"\n{result['dataset']} / {result.get('preset', 'conv_net')}, host-cpu-1t predicted latency, seed {result['seed']}, "
           f"BN recalibration {result.get('calibrate', 0)} batches, retraining {result['retrain']['epochs']} epochs")
-    print(f"{'method':16s} {'search_s':>8s} {'retrain_s':>9s} {'cpu_s':>7s} {'HV':>6s} {'distinct':>8s} {'nondom':>6s} "
+    print(f"{'method':20s} {'search_s':>8s} {'retrain_s':>9s} {'cpu_s':>7s} {'HV':>6s} {'distinct':>8s} {'nondom':>6s} "
           f"{'meets_pred':>10s} {'meets_meas':>10s}")
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for m in result["methods"]:
         search = m.get("search_cpu_seconds", m["cpu_seconds"])
-        print(f"{m['method']:16s} {search:8.1f} {m.get('retrain_cpu_seconds', 0.0):9.1f} {m['cpu_seconds']:7.1f} "
+        print(f"{m['method']:20s} {search:8.1f} {m.get('retrain_cpu_seconds', 0.0):9.1f} {m['cpu_seconds']:7.1f} "
               f"{m['hypervolume']:6.3f} {m['distinct']:8d} {m['non_dominated']:6d} "
               f"{fmt(m['meets_budget_predicted']):>10s} {fmt(m['meets_budget_measured']):>10s}")
     for line in target_lines(result["methods"]):
@@ -533,7 +554,7 @@ def target_lines(methods: list[dict]) -> list[str]:
         lines.append(f"{c['method']} vs {separate['method']}: non-dominated {c['non_dominated']} (target >= 5), "
                      f"HV ratio {c['hypervolume'] / separate['hypervolume']:.3f} (>= 0.9), "
                      f"CPU ratio {c['cpu_seconds'] / separate['cpu_seconds']:.3f} (<= 0.333)")
-    for name in ("evo_supernet", "cmaes_supernet"):
+    for name in ("evo_supernet", "evo_supernet_pool200", "cmaes_supernet"):
         if name in by and "evo_train" in by:
             m, t = by[name], by["evo_train"]
             lines.append(f"{name} vs evo_train: HV ratio {m['hypervolume'] / t['hypervolume']:.3f} (>= 1), "
@@ -555,6 +576,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", default=None, help="search space preset (default: the dataset's, DATASETS)")
+    parser.add_argument("--train-subset", type=int, default=None,
+                        help="retraining's training images (default: the dataset's, DATASETS; 0 = all)")
     parser.add_argument("--supernet-epochs", type=int, default=8)
     parser.add_argument("--sampling", default="uniform", choices=["uniform", "sandwich"])
     parser.add_argument("--steps", type=int, default=200)

@@ -98,7 +98,7 @@ def run_weight_sharing(config: RunConfig, output: str | Path | None = None, echo
                                 momentum=ev.momentum, weight_decay=ev.weight_decay, sampling=ev.supernet_sampling,
                                 augment=ev.augment)
     torch.set_num_threads(ev.threads)
-    supernet = SuperNet(definition)
+    supernet = SuperNet(definition, seed=config.seed)
     live = LiveResults(out_dir, OBJECTIVES)
     with _start_dashboard(dashboard, out_dir, f"{name} on a super-network", echo):
         echo(f"nni-hwnas: training the {space_name} super-network on {config.dataset.name} "

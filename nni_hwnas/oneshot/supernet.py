@@ -134,29 +134,29 @@ def slot_roles(definition: SpaceDefinition) -> dict[SlotKey, dict[str, tuple[Rol
     return slots
 
 
-def _initial(role: Role, shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
+def _initial(role: Role, shape: tuple[int, ...], fan_in: int, generator: torch.Generator) -> torch.Tensor:
     """PyTorch's default initialisation of the role's module, at the slot's largest shape."""
     tensor = torch.empty(shape, dtype=torch.long if role.name.endswith("num_batches_tracked") else torch.float32)
     tail = role.name.rsplit(":", 1)[1]
     if role.module.startswith("BatchNorm"):
         return tensor.fill_(1.0 if tail in ("weight", "running_var") else 0)
     if tail == "weight":
-        nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(tensor, a=math.sqrt(5), generator=generator)
         return tensor
     bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-    return tensor.uniform_(-bound, bound)
+    return tensor.uniform_(-bound, bound, generator=generator)
 
 
 class _Slot(nn.Module):
     """Shared tensors of one slot, one parameter or buffer per role (named by the role)."""
 
-    def __init__(self, role_shapes: Mapping[str, tuple[Role, tuple[int, ...]]]) -> None:
+    def __init__(self, role_shapes: Mapping[str, tuple[Role, tuple[int, ...]]], generator: torch.Generator) -> None:
         super().__init__()
         self.roles = {name: role for name, (role, _) in role_shapes.items()}
         for name, (role, shape) in role_shapes.items():
             weight = role_shapes.get(name.rsplit(":", 1)[0] + ":weight")
             fan_in = math.prod(weight[1][1:]) if weight is not None else 0
-            tensor = _initial(role, shape, fan_in)
+            tensor = _initial(role, shape, fan_in, generator)
             if role.is_parameter:
                 self.register_parameter(name, nn.Parameter(tensor))
             else:
@@ -185,12 +185,15 @@ class SuperNet(nn.Module):
     sub-networks fit none of them; OFA recalibrates them per sub-network on a few training batches.
     """
 
-    def __init__(self, definition: SpaceDefinition) -> None:
+    def __init__(self, definition: SpaceDefinition, seed: int = 0) -> None:
         super().__init__()
         self.definition = definition
         shapes = slot_roles(definition)
         self.keys = list(shapes)
-        self.slots = nn.ModuleList(_Slot(shapes[key]) for key in self.keys)
+        # Its own generator: drawing from torch's global one made the initial weights (and so a
+        # conditioned run's architectures) depend on what the process had drawn before.
+        generator = torch.Generator().manual_seed(int(seed))
+        self.slots = nn.ModuleList(_Slot(shapes[key], generator) for key in self.keys)
         self._index = {key: i for i, key in enumerate(self.keys)}
         self.batch_stats = False
 
