@@ -25,10 +25,12 @@ SUPERNET_STRATEGIES = ("hw_evolution", "cmaes")
 OBJECTIVES = {"use": ["score", "cost"], "score_metric": "accuracy", "cost_metric": "latency_ms"}
 #: ``HwEvolution``'s ``model_pool`` here: plain evolution after the random start. The model-based
 #: proposal (a surrogate ranking a pool of a few hundred candidates) pays when a trial costs seconds;
-#: a super-network score costs ~20 ms and the proposal ~70 ms. On digits / conv_net, one super-network,
-#: 1000 samples, seeds 0-2: the default pool took 109-122 CPU s per search against 25-30 s with
-#: ``model_pool=0``, and reached the same super-network front (hypervolume 0.664, 0.553, 0.665
-#: against 0.665 for all three). A user can still pass ``model_pool`` in ``strategy.args``.
+#: a super-network score costs ~25 ms and the proposal ~70 ms. In ``experiments/benchmarks/weight_sharing.py``
+#: (digits / conv_net, 1000 samples, ``results/weight_sharing.json``) ``evo_supernet`` took 25 CPU-s of
+#: search against 135 s for ``evo_supernet_pool200``, and its retrained front had hypervolume 0.957
+#: against 0.847; on one super-network and seeds 0-2 the pooled search reached the same super-network
+#: front or a worse one (0.664, 0.553, 0.665 against 0.665 each), at 4x the CPU.
+#: A user can still pass ``model_pool`` in ``strategy.args``.
 SUPERNET_MODEL_POOL = 0
 
 
