@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from nni_hwnas.errors import UserError
@@ -97,7 +98,7 @@ def bytes_written(processes: list) -> int:
     for process in processes:
         try:
             total += process.io_counters().write_chars
-        except Exception:  # it may have just ended; the caller checks that separately
+        except psutil.Error:  # it may have just ended; the caller checks that separately
             pass
     return total
 

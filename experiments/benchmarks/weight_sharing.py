@@ -221,9 +221,9 @@ class Results(list):
 def dataset_setting(args: argparse.Namespace) -> dict:
     """``DATASETS[dataset]`` with ``--preset`` / ``--train-subset`` in place of its space and subset."""
     setting = dict(DATASETS[args.dataset])
-    if getattr(args, "preset", None):
+    if args.preset:
         setting["preset"] = args.preset
-    if getattr(args, "train_subset", None) is not None:
+    if args.train_subset is not None:
         setting["train_subset"] = args.train_subset or None  # 0: the whole training split
     return setting
 
