@@ -108,9 +108,10 @@ def test_nnictl_trial_imports_neither_matplotlib_nor_nni_nas():
     assert result.stdout.strip() == "[]"
 
 
-def test_a_whole_nnictl_trial_run_imports_neither_matplotlib_nor_nni_nas(tmp_path, nni_home):
+def test_a_whole_nnictl_trial_run_imports_neither_matplotlib_nor_nni_nas_nor_dynamo(tmp_path, nni_home):
     """The real trial process end to end (data, training, latency, report), lazy imports included:
-    what ``experiments/benchmarks/trial_imports.py`` times."""
+    what ``experiments/benchmarks/trial_imports.py`` times. ``torch._dynamo`` comes with torch's
+    optimizers (~2-3 CPU-s per trial); training uses ``nni_hwnas.evaluation.sgd`` instead."""
     from experiments.benchmarks.trial_imports import WHOLE_TRIAL_CONFIG, whole_trial_code
 
     (tmp_path / "trial.yaml").write_text(WHOLE_TRIAL_CONFIG)

@@ -323,3 +323,21 @@ def test_check_nnictl_names_an_unregistered_assessor(tmp_path, monkeypatch):
     config["assessor"] = {"name": "Medianstop", "classArgs": {"optimize_mode": "maximize"}}  # NNI's built-in
     (tmp_path / "exp.yml").write_text(yaml.safe_dump(config))
     assert "assessor Medianstop is known to NNI and takes its classArgs" in check_nnictl_config(tmp_path / "exp.yml")
+
+
+def test_benchmark_measures_what_a_real_trial_spends_outside_its_epochs(tmp_path, monkeypatch):
+    """The benchmark's share+ column charges each trial a measured fixed CPU cost, not a guess."""
+    import argparse
+
+    from experiments.benchmarks.compare_strategies import dataset_setup
+    from experiments.benchmarks.multi_fidelity import TRAINING, measure_trial_overhead, overhead_arg
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    setup = dataset_setup("digits", tmp_path, {**TRAINING, "epochs": 6}, "conv_net_small")
+    measured = measure_trial_overhead(setup, rounds=1)
+    [(one_epoch, three_epochs)] = measured["cpu_s_1_and_3_epochs"]
+    assert measured["overhead_s"] > 0.5  # torch's import alone costs more (digits' epochs are too short to order)
+    assert measured["overhead_s"] == pytest.approx((3 * one_epoch - three_epochs) / 2, abs=1e-3)
+    assert overhead_arg("measure") == "measure" and overhead_arg("2.5") == 2.5
+    with pytest.raises(argparse.ArgumentTypeError, match="expected 'measure' or seconds >= 0, got '-1'"):
+        overhead_arg("-1")

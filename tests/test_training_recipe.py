@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -102,3 +103,38 @@ def test_conv_training_returns_the_model_in_the_default_layout():
     result = train_model(model, data, TrainSettings(epochs=1), seed=0)
     assert result.final_accuracy > 0.2  # chance is 0.1
     assert model[0].weight.is_contiguous()
+
+
+@pytest.mark.parametrize("momentum, weight_decay, schedule", [(0.9, 5e-4, "cosine"), (0.0, 0.0, "step")])
+def test_written_out_sgd_steps_exactly_as_torchs_sgd_under_its_lambda_schedule(momentum, weight_decay, schedule):
+    """The trial's optimizer replaces torch.optim.SGD + LambdaLR (2 CPU-s of imports per trial), not their numbers."""
+    from nni_hwnas.evaluation.sgd import Sgd
+
+    torch.manual_seed(0)
+    ours = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3),
+                         nn.Linear(3, 3))
+    theirs, initial = copy.deepcopy(ours), ours[0].weight.detach().clone()
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,))
+    steps, lr = 12, 0.05
+    reference = torch.optim.SGD(theirs.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                nesterov=momentum > 0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(reference, lambda step: lr_factor(schedule, step, steps, 2))
+    optimizer = Sgd(ours.parameters(), momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    for step in range(steps):
+        for model in (ours, theirs):
+            head = model if step % 3 else model[:-1]  # every third step the last layer gets no gradient
+            model.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(head(x), y).backward()
+        optimizer.step(lr * lr_factor(schedule, step, steps, 2))
+        reference.step()
+        scheduler.step()
+    for mine, torchs in zip(ours.parameters(), theirs.parameters()):
+        assert torch.equal(mine, torchs)
+    assert not torch.equal(ours[0].weight, initial)  # it did train
+
+
+def test_written_out_sgd_refuses_nesterov_without_momentum():
+    from nni_hwnas.evaluation.sgd import Sgd
+
+    with pytest.raises(ValueError, match="Nesterov momentum needs momentum > 0"):
+        Sgd(nn.Linear(2, 2).parameters(), nesterov=True)

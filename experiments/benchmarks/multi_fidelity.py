@@ -12,8 +12,10 @@ of its CPU time, median over seeds, measured side by side in one run.
   cosine schedule is set for the full budget either way, so the first ``r`` epochs are the same).
 - **Charged CPU**: each run is charged the measured CPU of the epochs it ran (all of them for
   plain; up to the rung where it was stopped for MO-ASHA). Not charged: process launch and data
-  loading, which NNI pays per trial whatever the epochs; ``--trial-overhead-s`` adds an assumed
-  launch cost per trial as a sensitivity check (MO-ASHA runs more, shorter trials).
+  loading, which NNI pays per trial whatever the epochs. The ``share+`` column adds that cost per
+  trial (MO-ASHA runs more, shorter trials): by default it is *measured* here first
+  (:func:`measure_trial_overhead`: a real ``hpo_trial`` process's CPU outside its epochs);
+  ``--trial-overhead-s X`` sets it instead.
 - **Runs**: plain evolution (``hw_evolution`` as ``compare_strategies.py`` configures it) for
   ``--trials`` trials; then, per seed, the same evolution with MO-ASHA (``strategies/multi_fidelity.py``;
   rungs ``min_epochs * eta**k`` below ``--epochs``) until it has used the plain run's CPU. A stopped
@@ -23,7 +25,7 @@ of its CPU time, median over seeds, measured side by side in one run.
   of fully trained trials only (an early-stopped trial's accuracy is not its final one).
 
     .venv/bin/python experiments/benchmarks/multi_fidelity.py [--seeds 5] [--trials 30] [--epochs 9]
-        [--dataset breastmnist] [--min-epochs 1,3] [--workers 2] [--json PATH]
+        [--dataset breastmnist] [--min-epochs 1,3] [--workers 2] [--trial-overhead-s measure|S] [--json PATH]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -285,6 +288,66 @@ def fidelity_correlation(cache_file: str | Path, epochs: int) -> dict[str, Any]:
                                     for e in range(epochs - 1)}}
 
 
+def measure_trial_overhead(setup: Mapping[str, Any], rounds: int = 3) -> dict[str, Any]:
+    """CPU seconds a real nnictl trial (``hpo_trial``, one torch thread) spends outside its epochs
+    on this dataset and space: what every trial pays, an early-stopped one included.
+
+    Runs the whole trial process for 1 and for 3 epochs on the space's cheapest architecture (the
+    least epoch time, so the least noise) and solves ``cpu(E) = overhead + E x epoch``:
+    ``overhead = (3 cpu(1) - cpu(3)) / 2``, median over ``rounds`` alternating pairs. Imports,
+    data loading, building the model and its latency measurement all count, as they do under NNI.
+    """
+    import resource
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    from experiments.benchmarks.trial_imports import whole_trial_code
+    from search_spaces.registry import make_definition
+
+    definition = make_definition(setup["space"], setup["choices"], setup["input_shape"], setup["num_classes"])
+    cheapest = json.loads(json.dumps(definition.complete(definition.cheapest_candidates()[0]), default=int))
+    training = {k: v for k, v in setup["training"].items() if k != "epochs"}
+    workdir = Path(tempfile.mkdtemp(prefix="mf-overhead-"))
+
+    def child_cpu(epochs: int) -> float:
+        config = {"name": "mf-overhead", "seed": TRAIN_SEED,
+                  "dataset": {"name": setup["dataset"], "data_root": setup["data_root"]},
+                  "space": {"preset": setup["preset"]}, "strategy": {"name": "hw_evolution"},
+                  "evaluator": {"kind": "train", "epochs": epochs, "threads": 1, **training},
+                  "hardware": {"profile": PROFILE}, "experiment": {"max_trials": 1}}
+        path = workdir / f"trial_e{epochs}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        done = subprocess.run([sys.executable, "-c", whole_trial_code(path, cheapest)], cwd=workdir,
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        if done.returncode:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SystemExit(f"multi_fidelity: the trial that measures the per-trial CPU failed ({last}); "
+                             f"pass --trial-overhead-s SECONDS to skip the measurement")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    pairs = [(child_cpu(1), child_cpu(3)) for _ in range(rounds)]
+    overheads = [(3 * one - three) / 2 for one, three in pairs]
+    return {"overhead_s": round(float(np.median(overheads)), 3), "rounds": rounds, "architecture": cheapest,
+            "cpu_s_1_and_3_epochs": [[round(a, 3), round(b, 3)] for a, b in pairs]}
+
+
+def overhead_arg(text: str) -> str | float:
+    """``--trial-overhead-s``: the word ``measure`` or non-negative seconds."""
+    if text == "measure":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected 'measure' or seconds >= 0, got {text!r}")
+    return value
+
+
 def fmt(v: Any, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
@@ -318,8 +381,9 @@ def main() -> int:
     parser.add_argument("--reduction-factor", type=float, default=3.0)
     parser.add_argument("--ties", default="keep",
                         help="comma list of MO-ASHA tie rules (strategies.multi_fidelity.TIES), each a variant")
-    parser.add_argument("--trial-overhead-s", type=float, default=4.5,
-                        help="assumed per-trial launch cost for the sensitivity column (README: ~4-5 s per NAS trial)")
+    parser.add_argument("--trial-overhead-s", type=overhead_arg, default="measure",
+                        help="per-trial CPU outside the epochs, for the share+ column: 'measure' (default: "
+                             "a real nnictl trial process on this machine, about a minute) or seconds")
     parser.add_argument("--data-root", default=str(DEFAULT_DATA))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(DEFAULT_OUT))
@@ -344,13 +408,19 @@ def main() -> int:
     print(f"HV: {reference.describe()} (fully trained trials only); CPU = measured training+validation CPU "
           f"of the epochs each trial ran")
     sys.stdout.flush()
+    overhead = None
+    if args.trial_overhead_s == "measure":
+        overhead = measure_trial_overhead(setup)
+        args.trial_overhead_s = overhead["overhead_s"]
+        print(f"per-trial CPU outside the epochs (a real nnictl trial of the cheapest architecture, 1 vs 3 "
+              f"epochs, {overhead['rounds']} rounds): {args.trial_overhead_s:.2f} s", flush=True)
 
     if args.from_runs:
         results, wall = json.loads(Path(args.from_runs).read_text()), 0.0
         print(f"re-summarising {len(results)} saved runs from {args.from_runs} (no training)")
     else:
         results, wall = run_all(args, setup, min_epochs)
-    summarise_and_write(args, setup, results, wall)
+    summarise_and_write(args, setup, results, wall, overhead)
     return 0
 
 
@@ -380,7 +450,7 @@ def run_all(args: argparse.Namespace, setup: Mapping[str, Any], min_epochs: Sequ
 
 
 def summarise_and_write(args: argparse.Namespace, setup: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
-                        wall: float) -> None:
+                        wall: float, overhead: Mapping[str, Any] | None = None) -> None:
     reference = reference_for(setup)
     rows = summarise(setup, results, args.trial_overhead_s)
     n_done, front = known_front_size(results, reference)
@@ -403,14 +473,15 @@ def summarise_and_write(args: argparse.Namespace, setup: Mapping[str, Any], resu
         m = medians[variant]
         met = m["share"] is not None and m["share"] <= 0.5
         print(f"{variant}: median share {fmt(m['share'])} (target <= 0.5: {'met' if met else 'NOT met'}; "
-              f"{m['reached']}/{len(mine)} informative runs reached the plain HV); with {args.trial_overhead_s:g} s assumed launch "
-              f"cost per trial: {fmt(m['share_with_overhead'])}; median HV at equal CPU {m['hv_at_equal_cpu']:.4f} "
-              f"vs plain {m['plain_hv']:.4f}")
+              f"{m['reached']}/{len(mine)} informative runs reached the plain HV); with {args.trial_overhead_s:g} s "
+              f"{'measured' if overhead else 'assumed'} CPU per trial outside its epochs: "
+              f"{fmt(m['share_with_overhead'])}; median HV at equal CPU {m['hv_at_equal_cpu']:.4f} vs plain "
+              f"{m['plain_hv']:.4f}")
     fidelity = fidelity_correlation(setup["cache_file"], args.epochs)
     print(f"rung fidelity: Spearman of epoch-r accuracy with epoch-{args.epochs} accuracy over the "
           f"{fidelity['architectures']} fully trained architectures cached: "
           + (", ".join(f"r={r}: {v:.3f}" for r, v in fidelity["spearman_with_final"].items()) or "too few"))
-    print(f"\nwall time {wall / 60:.1f} min")
+    print(f"\nwall time {wall / 60:.1f} min" if not args.from_runs else f"\nre-summarised {args.from_runs}")
 
     from nni_hwnas.experiment.runinfo import run_record
 
@@ -418,7 +489,7 @@ def summarise_and_write(args: argparse.Namespace, setup: Mapping[str, Any], resu
     out.mkdir(parents=True, exist_ok=True)
     record = run_record(TRAIN_SEED, {**vars(args), "seeds": list(range(args.seeds)), "ours": OUR_ARGS},
                         setup=setup, reference=reference.as_dict(), rows=rows, medians=medians, fidelity=fidelity,
-                        known_front=front, fully_trained=n_done, wall_seconds=wall,
+                        known_front=front, fully_trained=n_done, wall_seconds=wall, trial_overhead=overhead,
                         note="seed field: the training seed; search seeds are config.seeds")
     (out / "run.json").write_text(json.dumps(record, indent=1, default=str))
     (out / "runs.json").write_text(json.dumps(results, indent=1))

@@ -34,17 +34,19 @@ experiment: {max_trials: 1}
 WHOLE_TRIAL_PARAMETERS = {"depth": 1, "conv0_filters": 16, "conv0_kernel": 3, "conv0_bn": False, "dropout": 0.0}
 
 
-def whole_trial_code(config_path: str | Path) -> str:
+def whole_trial_code(config_path: str | Path, parameters: dict | None = None) -> str:
     """Python source that runs ``python -m nni_hwnas.evaluation.hpo_trial --config CONFIG`` as nnictl
-    would, with NNI's ``get_next_parameter`` answering :data:`WHOLE_TRIAL_PARAMETERS` (no tuner
-    runs outside an experiment), then prints the heavy packages the process ended up holding."""
+    would, with NNI's ``get_next_parameter`` answering ``parameters`` (default
+    :data:`WHOLE_TRIAL_PARAMETERS`; no tuner runs outside an experiment), then prints the heavy
+    packages the process ended up holding."""
+    parameters = WHOLE_TRIAL_PARAMETERS if parameters is None else parameters
     return ("import runpy, sys, nni\n"
-            f"nni.get_next_parameter = lambda: {WHOLE_TRIAL_PARAMETERS!r}\n"
+            f"nni.get_next_parameter = lambda: {parameters!r}\n"
             f"sys.argv = ['hpo_trial', '--config', {str(config_path)!r}]\n"
             "try:\n    runpy.run_module('nni_hwnas.evaluation.hpo_trial', run_name='__main__')\n"
             "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
             "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib' "
-            "or m == 'nni.nas' or m.startswith('nni.nas.')))\n")
+            "or m == 'nni.nas' or m.startswith('nni.nas.') or m == 'torch._dynamo'))\n")
 
 ROUTES = {
     # hpo_trial's module imports plus what its main() imports before training.

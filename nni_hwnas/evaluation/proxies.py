@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from nni_hwnas.evaluation.sgd import Sgd
 from nni_hwnas.evaluation.similarity import ESTIMATORS, center_gram, cka
 
 __all__ = ["PROXIES", "ProxyFailed", "ProxySettings", "RmiReference", "hidden_representations",
@@ -189,7 +190,7 @@ def _rmi_terms(reps: Sequence[Tensor], reference: RmiReference, blocks: str) -> 
 
 def _train_toward_reference(network: nn.Module, x: Tensor, y: Tensor, settings: ProxySettings) -> None:
     """RMI-NAS's candidate training: SGD on ``0.8 * (1 - mean CKA) + 0.2 * cross-entropy``."""
-    optimizer = torch.optim.SGD(network.parameters(), lr=settings.learning_rate, momentum=0.9, weight_decay=5e-4)
+    optimizer = Sgd(network.parameters(), momentum=0.9, weight_decay=5e-4)
     blocks = _blocks(network)
     for step in range(settings.train_steps):
         reps = hidden_representations(network, x, train_mode=True)
@@ -198,9 +199,9 @@ def _train_toward_reference(network: nn.Module, x: Tensor, y: Tensor, settings: 
             + 0.2 * _task_loss(logits, y).to(torch.float64)
         if not torch.isfinite(loss):
             raise ProxyFailed(f"RMI training loss became {float(loss)} at step {step + 1}")
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
-        optimizer.step()
+        optimizer.step(settings.learning_rate)
 
 
 def rmi(network: nn.Module, batch_x: Tensor, batch_y: Tensor, settings: ProxySettings) -> float:

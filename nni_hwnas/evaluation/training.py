@@ -24,6 +24,7 @@ from torch import nn
 from nni_hwnas.data.augment import augment_batch
 from nni_hwnas.data.datasets import DatasetSplits, subset
 from nni_hwnas.errors import UserError
+from nni_hwnas.evaluation.sgd import Sgd
 
 
 class TrainingDiverged(RuntimeError):
@@ -83,12 +84,6 @@ def lr_factor(schedule: str, step: int, total_steps: int, warmup_steps: int = 0)
     if schedule == "constant":
         return 1.0
     raise ValueError(f"unknown lr schedule {schedule!r}; allowed: cosine, step, constant")
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int, warmup_steps: int = 0):
-    """Per-step learning-rate schedule (see :func:`lr_factor`)."""
-    lr_factor(schedule, 0, total_steps, warmup_steps)  # unknown names fail here, not at step 1
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(schedule, step, total_steps, warmup_steps))
 
 
 def cpu_supports_bf16() -> bool:
@@ -179,10 +174,11 @@ def train_model(model: nn.Module, data: DatasetSplits, settings: TrainSettings, 
     model.to(memory_format=layout)
     n = len(train_x)
     steps_per_epoch = max(1, math.ceil(n / settings.batch_size))
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay, nesterov=settings.momentum > 0)
-    scheduler = make_scheduler(optimizer, settings.lr_schedule, steps_per_epoch * settings.epochs,
-                               int(round(settings.warmup_epochs * steps_per_epoch)))
+    optimizer = Sgd(model.parameters(), momentum=settings.momentum, weight_decay=settings.weight_decay,
+                    nesterov=settings.momentum > 0)
+    total_steps, warmup_steps = steps_per_epoch * settings.epochs, int(round(settings.warmup_epochs * steps_per_epoch))
+    lr_factor(settings.lr_schedule, 0, total_steps, warmup_steps)  # an unknown schedule fails here, not mid-run
+    taken = 0  # optimizer steps so far: the schedule's clock
     criterion = loss_function(data, settings.label_smoothing)
     result = TrainResult()
     start = time.perf_counter()
@@ -201,12 +197,12 @@ def train_model(model: nn.Module, data: DatasetSplits, settings: TrainSettings, 
                 loss = criterion(model(xb.contiguous(memory_format=layout)), yb)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}")
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             if settings.grad_clip_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
-            optimizer.step()
-            scheduler.step()
+            optimizer.step(settings.learning_rate * lr_factor(settings.lr_schedule, taken, total_steps, warmup_steps))
+            taken += 1
             total_loss += loss.item() * len(index)
         step_seconds += time.perf_counter() - epoch_start
         val_acc = evaluate_accuracy(model, data.val_x, data.val_y, data.is_multilabel)

@@ -23,7 +23,8 @@ import torch
 from nni_hwnas.data.augment import augment_batch
 from nni_hwnas.data.datasets import DatasetSplits
 from nni_hwnas.errors import UserError
-from nni_hwnas.evaluation.training import SgdSettings, accuracy, loss_function, make_scheduler
+from nni_hwnas.evaluation.sgd import Sgd
+from nni_hwnas.evaluation.training import SgdSettings, accuracy, loss_function, lr_factor
 
 from .supernet import SuperNet
 
@@ -62,9 +63,9 @@ def train_supernet(supernet: SuperNet, data: DatasetSplits, settings: SupernetSe
     rng = np.random.default_rng(seed)
     n = len(data.train_x)
     steps_per_epoch = max(1, math.ceil(n / settings.batch_size))
-    optimizer = torch.optim.SGD(supernet.parameters(), lr=settings.learning_rate, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay, nesterov=settings.momentum > 0)
-    scheduler = make_scheduler(optimizer, "cosine", steps_per_epoch * settings.epochs)
+    optimizer = Sgd(supernet.parameters(), momentum=settings.momentum, weight_decay=settings.weight_decay,
+                    nesterov=settings.momentum > 0)
+    total_steps, taken = steps_per_epoch * settings.epochs, 0
     criterion = loss_function(data)
     losses: list[float] = []
     passes = 0
@@ -78,7 +79,7 @@ def train_supernet(supernet: SuperNet, data: DatasetSplits, settings: SupernetSe
             xb, yb = data.train_x[index], data.train_y[index]
             if settings.augment:
                 xb = augment_batch(xb, data.augment, generator)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             paths = paths_for_step(supernet, settings, rng)
             for sample in paths:
                 loss = criterion(supernet(xb, sample), yb) / len(paths)
@@ -86,8 +87,8 @@ def train_supernet(supernet: SuperNet, data: DatasetSplits, settings: SupernetSe
                 total += loss.item() * len(index)
             passes += len(paths)
             torch.nn.utils.clip_grad_norm_(supernet.parameters(), settings.grad_clip)
-            optimizer.step()
-            scheduler.step()
+            optimizer.step(settings.learning_rate * lr_factor("cosine", taken, total_steps))
+            taken += 1
         losses.append(total / n)
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])
