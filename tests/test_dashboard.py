@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, free_port, rest
+from conftest import BUNDLED_1T_TABLE, REPO, free_port, rest
 from nni_hwnas.dashboard.browser import HeadlessPage, chromium_path
 from nni_hwnas.dashboard.server import DashboardServer
 from nni_hwnas.dashboard.snapshot import ExperimentData, build_snapshot
@@ -196,7 +196,7 @@ dataset: {name: digits}
 space: {preset: conv_net_small}
 strategy: {name: Random}
 evaluator: {epochs: 1, latency_repeats: 3}
-hardware: {profile: host-cpu-1t, budgets: {latency_ms: 0.06}}
+hardware: {profile: host-cpu-1t, table: """ + str(BUNDLED_1T_TABLE) + """, budgets: {latency_ms: 0.06}}
 experiment: {max_trials: 4, concurrency: 1, working_directory: exps}
 """
 

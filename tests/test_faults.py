@@ -18,7 +18,7 @@ import pytest
 from nni_hwnas.cli import main
 from nni_hwnas.experiment import manager_guard, run_settings
 
-from conftest import REPO, end_managers_under, free_port, rest
+from conftest import BUNDLED_1T_TABLE, REPO, end_managers_under, free_port, rest
 
 SCRIPT = Path(sys.executable).with_name("nni-hwnas")
 
@@ -30,7 +30,7 @@ dataset: {{name: digits}}
 space: {{preset: conv_net_small}}
 strategy: {{name: {strategy}}}
 evaluator: {{kind: cost, cost_metric: latency_ms}}
-hardware: {{profile: host-cpu-1t, budgets: {{latency_ms: {budget}}}}}
+hardware: {{profile: host-cpu-1t, table: """ + str(BUNDLED_1T_TABLE) + """, budgets: {{latency_ms: {budget}}}}}
 experiment: {{max_trials: {trials}, concurrency: 2, working_directory: exps}}
 """
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, decode, free_port, rest
+from conftest import BUNDLED_1T_TABLE, REPO, decode, free_port, rest
 
 CONFIG = """
 name: e2e
@@ -126,7 +126,7 @@ dataset: {name: digits}
 space: {preset: conv_net_small}
 strategy: {name: Random}
 evaluator: {kind: cost, cost_metric: latency_ms}
-hardware: {profile: host-cpu-1t, budgets: {latency_ms: 0.06}}
+hardware: {profile: host-cpu-1t, table: """ + str(BUNDLED_1T_TABLE) + """, budgets: {latency_ms: 0.06}}
 experiment: {max_trials: 4, concurrency: 2, working_directory: exps}
 """
 
@@ -148,7 +148,7 @@ def test_cost_only_evaluator_in_a_real_experiment_marks_budgets(tmp_path, nni_ho
     from search_spaces import load_preset, make_definition
 
     space, choices = load_preset("conv_net_small")
-    predictor = load_predictor(load_profile("host-cpu-1t"), make_definition(space, choices, (1, 8, 8), 10))
+    predictor = load_predictor(load_profile("host-cpu-1t"), make_definition(space, choices, (1, 8, 8), 10), BUNDLED_1T_TABLE)
     for trial in trials:
         sample = {k[5:]: v for k, v in trial.items() if k.startswith("arch.")}
         assert trial["latency_ms"] == pytest.approx(predictor.predict(sample))
