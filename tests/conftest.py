@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import warnings
 from pathlib import Path
@@ -91,6 +92,16 @@ def decode(data):
     while isinstance(data, str):
         data = json.loads(data)
     return data
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a CLI a test will Ctrl-C: SIGINT back to its default in the child.
+
+    A pytest started in the background of a non-interactive shell (``pytest &``, ``nohup``)
+    ignores SIGINT; its children inherit that, and Python then keeps ignoring it, so the search
+    would never see the test's Ctrl-C and would run to the end.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 #: The bundled host-cpu-1t table, for tests whose budgets must sit at known points of the space's

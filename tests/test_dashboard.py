@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUNDLED_1T_TABLE, REPO, free_port, rest
+from conftest import BUNDLED_1T_TABLE, REPO, default_sigint, free_port, rest
 from nni_hwnas.dashboard.browser import HeadlessPage, chromium_path
 from nni_hwnas.dashboard.server import DashboardServer
 from nni_hwnas.dashboard.snapshot import ExperimentData, build_snapshot
@@ -214,7 +214,8 @@ def test_live_dashboard_of_a_real_search_in_headless_chromium(tmp_path, nni_home
     out, port, board_port = tmp_path / "results", free_port(), free_port()
     proc = subprocess.Popen([str(SCRIPT), "search", "--config", str(config), "--port", str(port), "--output", str(out),
                              "--dashboard-port", str(board_port), "--keep-ui"], cwd=REPO, env=dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=default_sigint)
     shots = _artifacts(tmp_path)
     try:
         with HeadlessPage() as page:
@@ -291,7 +292,8 @@ def dashboard_serves(source: str, env: dict, *options: str) -> dict:
     """Run ``nni-hwnas dashboard SOURCE`` and return the experiment its server sends (then Ctrl-C it)."""
     port = free_port()
     proc = subprocess.Popen([str(SCRIPT), "dashboard", source, "--port", str(port), *options], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 120
         while True:

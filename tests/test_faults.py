@@ -18,7 +18,7 @@ import pytest
 from nni_hwnas.cli import main
 from nni_hwnas.experiment import manager_guard, run_settings
 
-from conftest import BUNDLED_1T_TABLE, REPO, end_managers_under, free_port, rest
+from conftest import BUNDLED_1T_TABLE, REPO, default_sigint, end_managers_under, free_port, rest
 
 SCRIPT = Path(sys.executable).with_name("nni-hwnas")
 
@@ -93,7 +93,7 @@ def port_answers(port: int) -> bool:
 def start_search(tmp_path: Path, config: Path, port: int, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([str(SCRIPT), "search", "--config", str(config), "--port", str(port), *extra],
                             cwd=tmp_path, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=default_sigint)
 
 
 def end_group(proc: subprocess.Popen) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUNDLED_1T_TABLE, REPO, decode, free_port, rest
+from conftest import BUNDLED_1T_TABLE, REPO, decode, default_sigint, free_port, rest
 
 CONFIG = """
 name: e2e
@@ -56,7 +56,7 @@ def test_search_runs_through_nni_and_writes_results(tmp_path, nni_home):
     proc = subprocess.Popen([str(script), "search", "--config", str(config), "--port", str(port),
                              "--output", str(out), "--keep-ui"], cwd=REPO, env=dict(os.environ),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 300
         while not (out / "run.json").exists():
