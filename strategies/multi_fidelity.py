@@ -34,11 +34,12 @@ __all__ = ["MoAsha", "RungStats", "default_rungs", "TIES"]
 
 #: How a rung's quota treats the front it cuts through: ``keep`` it whole, or cut it by
 #: ``crowding`` distance (NSGA-II's order: the front's extremes first, then the sparsest points).
-#: ``keep`` is the default: on BreastMNIST / conv_net (``experiments/benchmarks/multi_fidelity.py``,
-#: 5 seeds, 12 plain trials of 6 epochs, lowest rung 1) ``crowding`` did not even promote fewer
-#: (46% passed rung 1 against 43%: in asynchronous halving early arrivals face few rivals), needed a
-#: median 0.46 of the plain run's CPU to reach its hypervolume (4/5 runs reached it) against 0.41
-#: (5/5) for ``keep``, and reached 0.31 hypervolume at equal CPU against 0.37.
+#: ``keep`` is the default, measured with ``experiments/benchmarks/multi_fidelity.py`` (conv_net, 5
+#: seeds, 12 plain trials of 6 epochs, lowest rung 1, epochs' CPU only). On all of BreastMNIST's 546
+#: training images ``crowding`` passed fewer trials at rung 1 (36% against 39%), needed a median 0.70
+#: of the plain run's CPU to reach its hypervolume (3/5 runs reached it) against 0.45 (4/5) for
+#: ``keep``, and reached 0.36 hypervolume at equal CPU against 0.40. On a 300-image subset: 0.93
+#: (3/5) against 0.76 (4/5), and 0.22 against 0.31 at equal CPU.
 TIES = ("keep", "crowding")
 
 

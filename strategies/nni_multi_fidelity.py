@@ -13,7 +13,10 @@
   and never proposed again. Its state (every rung's results, the stopped trials, the reports
   already judged) is saved beside the experiment after each change, so ``--resume`` continues
   the same rungs: a trial promoted before the stop is not judged again at that rung, and a trial
-  NNI re-runs is judged from the first epoch it had not reported yet.
+  NNI re-runs is judged from the first epoch it had not reported yet. A stop that reaches a trial
+  after it has already ended (a fast trial finishes between a report and the next poll) changes
+  nothing: :meth:`RestEarlyStopper.settle` moves it from ``killed`` to ``stopped_too_late``, so the
+  summary counts only trials that NNI really cancelled.
 """
 
 from __future__ import annotations
@@ -112,6 +115,7 @@ class RestEarlyStopper(BackgroundLoop):
         super().__init__("mo-asha")
         self.rule, self.client, self.poll_interval_s = rule, client, float(poll_interval_s)
         self.killed: dict[str, int] = {}  # trial id -> epochs it had reported when stopped
+        self.too_late: dict[str, int] = {}  # stopped, but the trial had ended before the kill landed
         self._seen: dict[str, int] = {}  # trial id -> intermediate reports already judged
         self.state_path = None if state_path is None else Path(state_path)
         self.resumed = self.state_path is not None and self.state_path.is_file()
@@ -127,17 +131,30 @@ class RestEarlyStopper(BackgroundLoop):
 
     def poll(self) -> None:
         """Judge every new intermediate report of running trials, in epoch order; kill the stopped."""
-        before = (dict(self._seen), dict(self.killed))
+        before = self._changes()
         try:
             self._judge(self.client.trials())
         finally:
-            if self.state_path is not None and (dict(self._seen), dict(self.killed)) != before:
+            if self.state_path is not None and self._changes() != before:
                 self._save()
+
+    def settle(self, final_status: Mapping[str, str]) -> None:
+        """After the run, given each trial's final NNI status: a trial told to stop that ended
+        otherwise (SUCCEEDED, FAILED) had finished before the kill reached it."""
+        before = self._changes()
+        for trial_id in list(self.killed):
+            if final_status.get(trial_id) in ("SUCCEEDED", "FAILED"):  # RUNNING: an interrupted run, kill pending
+                self.too_late[trial_id] = self.killed.pop(trial_id)
+        if self.state_path is not None and self._changes() != before:
+            self._save()
+
+    def _changes(self) -> tuple[dict[str, int], ...]:
+        return dict(self._seen), dict(self.killed), dict(self.too_late)
 
     def _judge(self, views: Sequence[Any]) -> None:
         for view in views:
             seen = self._seen.get(view.trial_id, 0)
-            if view.status != "RUNNING" or view.trial_id in self.killed:
+            if view.status != "RUNNING" or view.trial_id in self.killed or view.trial_id in self.too_late:
                 for epoch in range(seen + 1, len(view.intermediate) + 1):  # ended before a poll saw it
                     self.rule.observe(view.trial_id, epoch, _as_metrics(view.intermediate[epoch - 1]))
                 self._seen[view.trial_id] = len(view.intermediate)
@@ -152,13 +169,14 @@ class RestEarlyStopper(BackgroundLoop):
 
     def state_dict(self) -> dict[str, Any]:
         return {"format": self.STATE_FORMAT, "rule": self.rule.state_dict(), "killed": dict(self.killed),
-                "seen": dict(self._seen)}
+                "too_late": dict(self.too_late), "seen": dict(self._seen)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("format") != self.STATE_FORMAT:
             raise UserError(f"multi_fidelity: {self.state_path} is not a saved MO-ASHA state")
         self.rule.load_state_dict(state["rule"])  # refuses other rungs
         self.killed = {str(t): int(e) for t, e in state["killed"].items()}
+        self.too_late = {str(t): int(e) for t, e in state.get("too_late", {}).items()}
         self._seen = {str(t): int(n) for t, n in state["seen"].items()}
 
     def _save(self) -> None:
@@ -168,8 +186,10 @@ class RestEarlyStopper(BackgroundLoop):
         os.replace(tmp, self.state_path)
 
     def summary(self) -> dict[str, Any]:
-        """What the rule did: rungs, reduction factor, per-rung counts, killed trials."""
+        """What the rule did: rungs, reduction factor, per-rung counts, killed trials (and those
+        whose stop came after they had ended)."""
         return {"rungs": self.rule.rungs, "reduction_factor": self.rule.reduction_factor,
                 "objectives": self.rule.objectives, "killed": dict(self.killed),
+                "stopped_too_late": dict(self.too_late),
                 "per_rung": [vars(s) for s in self.rule.stats()],
                 "rung_losses": self.rule.state_dict()["results"]}

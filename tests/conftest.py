@@ -128,10 +128,12 @@ def latency_table_cache(tmp_path_factory) -> Path:
 
 
 def start_nnictl(run, shipped: str, tmp_path: Path, max_trials: int, experiment_yaml: Path,
-                 tuner: dict | None = None, tuner_args: dict | None = None) -> tuple[int, str]:
+                 tuner: dict | None = None, tuner_args: dict | None = None,
+                 trial_module: str = "nni_hwnas.evaluation.hpo_trial") -> tuple[int, str]:
     """``nnictl create`` on a shipped ``experiments/nnictl/<shipped>.yml`` with paths made absolute,
     ``max_trials`` trials, its trials reading ``experiment_yaml``, if given another ``tuner``
-    section, and ``tuner_args`` overriding the tuner's ``classArgs``; returns (port, experiment id)."""
+    section, ``tuner_args`` overriding the tuner's ``classArgs``, and trials run by ``trial_module``;
+    returns (port, experiment id)."""
     import yaml
 
     config = yaml.safe_load((REPO / "experiments" / "nnictl" / f"{shipped}.yml").read_text())
@@ -141,7 +143,7 @@ def start_nnictl(run, shipped: str, tmp_path: Path, max_trials: int, experiment_
     config.update(maxTrialNumber=max_trials, trialCodeDirectory=str(tmp_path),
                   searchSpaceFile=str(REPO / "experiments" / "nnictl" / config["searchSpaceFile"]),
                   experimentWorkingDirectory=str(tmp_path / "exps"),
-                  trialCommand=f"python3 -m nni_hwnas.evaluation.hpo_trial --config {experiment_yaml}")
+                  trialCommand=f"python3 -m {trial_module} --config {experiment_yaml}")
     (tmp_path / f"{shipped}.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     created = run("nnictl", "create", "--config", str(tmp_path / f"{shipped}.yml"), "--port", str(port))

@@ -127,6 +127,8 @@ def test_stopper_state_file_continues_the_rungs_and_a_rerun_counts_epochs_afresh
                  TrialView("b", "RUNNING", 1, intermediate=[report(0.5, 20)])]
     first.poll()
     assert nni.killed == ["b"] and state.is_file()
+    first.settle({"a": "SUCCEEDED", "b": "RUNNING"})  # an interrupted run: b's kill still pending
+    assert first.killed == {"b": 1} and first.too_late == {}
     # A new stopper on the same file (a resumed search) knows a and b; c, b's equal, goes on only
     # because the rung's quota grew to 2 of 3, exactly as in one uninterrupted run.
     again = RestEarlyStopper(rule(), nni, state_path=state)
@@ -142,6 +144,25 @@ def test_stopper_state_file_continues_the_rungs_and_a_rerun_counts_epochs_afresh
                for t, q in ((1, 0), (2, 1), (3, 0), (4, 1), (5, 2))]
     view = assemble_trials([{"trialJobId": "c", "status": "RUNNING", "hyperParameters": []}], records)[0]
     assert len(view.intermediate) == 3
+
+
+def test_a_stop_that_lands_after_the_trial_ended_is_not_counted_as_a_kill(tmp_path):
+    from nni_hwnas.experiment.nni_rest import TrialView
+    from strategies.nni_multi_fidelity import RestEarlyStopper
+
+    nni, state = _FakeNni(), tmp_path / "mo_asha_state.json"
+    stopper = RestEarlyStopper(MoAsha([1], 2, "accuracy", "params"), nni, state_path=state)
+    nni.views = [TrialView("a", "SUCCEEDED", 0, intermediate=[{"accuracy": 0.9, "params": 10}] * 3),
+                 TrialView("b", "RUNNING", 1, intermediate=[{"accuracy": 0.5, "params": 20}])]
+    stopper.poll()
+    assert nni.killed == ["b"]
+    stopper.settle({"a": "SUCCEEDED", "b": "SUCCEEDED"})  # b finished before the kill reached it
+    assert stopper.killed == {} and stopper.too_late == {"b": 1}
+    assert stopper.summary()["stopped_too_late"] == {"b": 1} and stopper.summary()["killed"] == {}
+    again = RestEarlyStopper(MoAsha([1], 2, "accuracy", "params"), nni, state_path=state)
+    assert again.too_late == {"b": 1} and again.killed == {}
+    again.poll()  # b is not judged or killed again
+    assert nni.killed == ["b"]
 
 
 def test_assessor_judges_nnis_trial_history():
@@ -213,9 +234,11 @@ def test_search_stops_dominated_trials_in_a_nas_experiment(tmp_path, nni_home):
              for r in rows]
     expected = offline_decisions(first)
     assert not all(expected.values()), "no trial was dominated at the rung: the test proves nothing"
-    assert set(summary["killed"]) == {t for t, go_on in expected.items() if not go_on}
+    # A stop can land after a fast trial has ended: the summary then lists it as too late, not killed.
+    assert set(summary["killed"]) | set(summary["stopped_too_late"]) == {t for t, go_on in expected.items() if not go_on}
+    assert summary["killed"], "every stop came too late: nothing was cancelled"
     for row in rows:
-        if expected[row["trial_id"]]:
+        if expected[row["trial_id"]] or row["trial_id"] in summary["stopped_too_late"]:
             assert row["status"] == "SUCCEEDED" and row["epochs_reported"] == TRAINING["epochs"], row
         else:
             assert row["status"] == "USER_CANCELED" and row["epochs_reported"] < TRAINING["epochs"], row
@@ -248,18 +271,22 @@ def test_resumed_search_continues_the_saved_rungs(tmp_path, nni_home):
     expected = offline_decisions([(r["trial_id"], dict(zip(["accuracy", "params"], signs * summary["rung_losses"]["1"][r["trial_id"]])))
                                   for r in rows])
     assert not all(expected.values()), "no trial was dominated at the rung: the test proves nothing"
-    assert set(summary["killed"]) == {t for t, go_on in expected.items() if not go_on}
-    assert summary["per_rung"][0]["reached"] == 6 and summary["per_rung"][0]["stopped"] == len(summary["killed"])
+    late = set(summary["stopped_too_late"])
+    assert set(summary["killed"]) | late == {t for t, go_on in expected.items() if not go_on}
+    assert summary["per_rung"][0]["reached"] == 6 and summary["per_rung"][0]["stopped"] == len(summary["killed"]) + len(late)
     for row in rows:
-        assert row["status"] == ("SUCCEEDED" if expected[row["trial_id"]] else "USER_CANCELED"), row
+        assert row["status"] == ("SUCCEEDED" if expected[row["trial_id"]] or row["trial_id"] in late
+                                 else "USER_CANCELED"), row
     assert "continuing its saved rungs" in again.stdout
 
 
-def test_assessor_stops_dominated_trials_under_nnictl(tmp_path):
+@pytest.mark.parametrize("trial_module", ["nni_hwnas.evaluation.hpo_trial", "nni_hwnas.warm_trials"])
+def test_assessor_stops_dominated_trials_under_nnictl(tmp_path, trial_module):
+    """Cold trials, and warm ones: NNI's stop reaches a trial forked from the warm server."""
     home = tmp_path / "home"
     (home / "nni-config").mkdir(parents=True)
     env = {**os.environ, "HOME": str(home), "NNI_CONFIG_DIR": str(home / "nni-config"),
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "NNI_HWNAS_WARM_IDLE_S": "5"}
     run = lambda *cmd: subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)  # noqa: E731
     assert run(str(BIN / "nni-hwnas"), "register").returncode == 0
     assert "MoAsha" in run(str(BIN / "nnictl"), "algo", "list").stdout
@@ -271,7 +298,7 @@ def test_assessor_stops_dominated_trials_under_nnictl(tmp_path):
     config.update(maxTrialNumber=4, trialConcurrency=1, trialCodeDirectory=str(tmp_path),
                   searchSpaceFile=str(REPO / "experiments" / "nnictl" / "digits_space.json"),
                   experimentWorkingDirectory=str(tmp_path / "exps"),
-                  trialCommand=f"python3 -m nni_hwnas.evaluation.hpo_trial --config {experiment}",
+                  trialCommand=f"python3 -m {trial_module} --config {experiment}",
                   tuner={"name": "Random", "classArgs": {"seed": 3}},
                   assessor={"name": "MoAsha", "classArgs": {**RULE, "max_epochs": TRAINING["epochs"]}})
     (tmp_path / "exp.yml").write_text(yaml.safe_dump(config))
@@ -297,6 +324,17 @@ def test_assessor_stops_dominated_trials_under_nnictl(tmp_path):
         stopped = run(str(BIN / "nnictl"), "stop", experiment_id)
         run(str(BIN / "nni-hwnas"), "unregister")
     assert stopped.returncode == 0
+    warm_log = tmp_path / "exps" / experiment_id / "log" / "warm_trials.log"
+    if trial_module == "nni_hwnas.warm_trials":
+        events = [json.loads(line) for line in warm_log.read_text().splitlines()]
+        ends = [e for e in events if e["event"] == "end"]
+        assert len(ends) == 4 and {e["exit"] for e in ends} >= {0, 130}  # stopped ones got NNI's SIGINT
+        server = next(e["server_pid"] for e in events if e["event"] == "serving")
+        from test_warm_trials import running, wait_until
+
+        assert wait_until(lambda: not running(server), 30)  # left once idle
+    else:
+        assert not warm_log.exists()
 
 
 def test_log_cost_axis_gives_the_closed_form_hypervolume():
@@ -326,7 +364,8 @@ def test_check_nnictl_names_an_unregistered_assessor(tmp_path, monkeypatch):
 
 
 def test_benchmark_measures_what_a_real_trial_spends_outside_its_epochs(tmp_path, monkeypatch):
-    """The benchmark's share+ column charges each trial a measured fixed CPU cost, not a guess."""
+    """The benchmark charges each trial a measured fixed CPU cost, not a guess, for cold trials and
+    for warm ones (whose server's start-up is charged once)."""
     import argparse
 
     from experiments.benchmarks.compare_strategies import dataset_setup
@@ -335,9 +374,34 @@ def test_benchmark_measures_what_a_real_trial_spends_outside_its_epochs(tmp_path
     monkeypatch.setenv("HOME", str(tmp_path))
     setup = dataset_setup("digits", tmp_path, {**TRAINING, "epochs": 6}, "conv_net_small")
     measured = measure_trial_overhead(setup, rounds=1)
-    [(one_epoch, three_epochs)] = measured["cpu_s_1_and_3_epochs"]
-    assert measured["overhead_s"] > 0.5  # torch's import alone costs more (digits' epochs are too short to order)
-    assert measured["overhead_s"] == pytest.approx((3 * one_epoch - three_epochs) / 2, abs=1e-3)
+    cold, warm = measured["cold"], measured["warm"]
+    for launcher in (cold, warm):
+        [(one_epoch, three_epochs)] = launcher["cpu_s_1_and_3_epochs"]
+        assert launcher["overhead_s"] == pytest.approx((3 * one_epoch - three_epochs) / 2, abs=1e-3)
+    assert cold["overhead_s"] > 0.5 and cold["once_s"] == 0  # torch's import alone costs more
+    assert warm["once_s"] > 0.5  # the warm server imported torch once...
+    assert warm["overhead_s"] < cold["overhead_s"] / 2  # ...so its trials did not
     assert overhead_arg("measure") == "measure" and overhead_arg("2.5") == 2.5
     with pytest.raises(argparse.ArgumentTypeError, match="expected 'measure' or seconds >= 0, got '-1'"):
         overhead_arg("-1")
+
+
+def test_a_re_summary_scores_saved_runs_with_their_own_settings(tmp_path, capsys):
+    """``--from-runs`` takes the dataset, space and budget from the saved ``run.json``: the command
+    line's defaults would score PneumoniaMNIST runs against BreastMNIST's reference."""
+    import argparse
+
+    from experiments.benchmarks.multi_fidelity import adopt_saved_settings
+
+    (tmp_path / "runs.json").write_text("[]")
+    args = argparse.Namespace(from_runs=str(tmp_path / "runs.json"), dataset="breastmnist", preset="conv_net",
+                              epochs=9, train_subset=None, min_epochs="1,3", reduction_factor=3.0, ties="keep",
+                              trials=30, seeds=5)
+    adopt_saved_settings(args)
+    assert "command line's settings" in capsys.readouterr().out and args.dataset == "breastmnist"
+    saved = {"dataset": "pneumoniamnist", "preset": "conv_net", "epochs": 6, "train_subset": 300,
+             "min_epochs": "1", "reduction_factor": 3.0, "ties": "keep", "trials": 12, "seeds": [0, 1, 2]}
+    (tmp_path / "run.json").write_text(json.dumps({"config": saved}))
+    adopt_saved_settings(args)
+    assert (args.dataset, args.epochs, args.train_subset, args.min_epochs, args.trials, args.seeds) == \
+        ("pneumoniamnist", 6, 300, "1", 12, 3)

@@ -154,6 +154,11 @@ def test_check_nnictl_catches_what_nnictl_create_accepts_silently(tmp_path, monk
         bad.write_text(yaml.safe_dump({**config, "searchSpaceFile": "digits_space.json"}))
         with pytest.raises(UserError, match="does not match space 'medmnist_cnn'"):
             check_nnictl_config(bad)
+        warm = config["trialCommand"].replace("nni_hwnas.evaluation.hpo_trial", "nni_hwnas.warm_trials")
+        assert warm != config["trialCommand"]
+        bad.write_text(yaml.safe_dump({**config, "searchSpaceFile": "digits_space.json", "trialCommand": warm}))
+        with pytest.raises(UserError, match="does not match space 'medmnist_cnn'"):  # warm trials are read too
+            check_nnictl_config(bad)
     finally:
         good.unlink(missing_ok=True)
         bad.unlink(missing_ok=True)

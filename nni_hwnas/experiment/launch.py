@@ -514,9 +514,11 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
             write_json(out_dir / "proxy_then_train.json", {"proxy": config.evaluator.proxy,
                                                            "trained": train_top_of_front(prepared, front, echo)})
         if hasattr(stopper, "summary"):
+            stopper.settle({r["trial_id"]: r["status"] for r in rows})
             write_json(out_dir / "multi_fidelity.json", stopper.summary())
             echo(f"nni-hwnas: MO-ASHA stopped {len(stopper.killed)} trial(s) early (rungs {stopper.rule.rungs})"
-                 + (" in all, continuing its saved rungs" if stopper.resumed else ""))
+                 + (" in all, continuing its saved rungs" if stopper.resumed else "")
+                 + (f"; {len(stopper.too_late)} more had finished before their stop arrived" if stopper.too_late else ""))
         if hasattr(strategy, "core"):
             write_json(out_dir / "strategy_history.json", {"history": strategy.core.history,
                                                            "pareto": strategy.export_pareto()})

@@ -17,10 +17,14 @@ from typing import Any
 from nni_hwnas.errors import UserError, read_yaml
 
 
+#: Our trial entry points for nnictl: cold, and warm (forked from a server that has imported torch).
+TRIAL_MODULES = {"nni_hwnas.evaluation.hpo_trial", "nni_hwnas.warm_trials"}
+
+
 def _trial_config(config: dict, base: Path) -> Path | None:
     """The ``--config`` our trial entry point is given in ``trialCommand``, resolved like nnictl does."""
     words = shlex.split(str(config.get("trialCommand", "")))
-    if "nni_hwnas.evaluation.hpo_trial" not in words or "--config" not in words:
+    if not TRIAL_MODULES & set(words) or "--config" not in words:
         return None
     code_dir = (base / str(config.get("trialCodeDirectory", "."))).resolve()
     return (code_dir / words[words.index("--config") + 1]).resolve()
