@@ -377,7 +377,7 @@ def test_benchmark_measures_what_a_real_trial_spends_outside_its_epochs(tmp_path
     cold, warm = measured["cold"], measured["warm"]
     for launcher in (cold, warm):
         [(one_epoch, three_epochs)] = launcher["cpu_s_1_and_3_epochs"]
-        assert launcher["overhead_s"] == pytest.approx((3 * one_epoch - three_epochs) / 2, abs=1e-3)
+        assert launcher["overhead_s"] == pytest.approx((3 * one_epoch - three_epochs) / 2, abs=2e-3)  # both rounded
     assert cold["overhead_s"] > 0.5 and cold["once_s"] == 0  # torch's import alone costs more
     assert warm["once_s"] > 0.5  # the warm server imported torch once...
     assert warm["overhead_s"] < cold["overhead_s"] / 2  # ...so its trials did not

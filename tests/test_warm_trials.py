@@ -90,6 +90,16 @@ def test_warm_trials_pass_signals_on_and_survive_kill_9_of_either_side(standalon
     trial.send_signal(signal.SIGINT)
     out, err = trial.communicate(timeout=30)
     assert trial.returncode == 130 and "interrupted" in out, err
+    # A trial that does not catch it dies of SIGINT, as a cold python would: NNI reads a trial
+    # that died of a signal as stopped (EARLY_STOPPED), one that exited 130 as FAILED.
+    (Path(env["TMPDIR"]) / "uncaught.py").write_text("import os, time\nprint('child', os.getpid(), flush=True)\ntime.sleep(60)\n")
+    for command in ([sys.executable, "uncaught.py"], [sys.executable, "-m", "nni_hwnas.warm_trials", "uncaught.py"]):
+        trial = subprocess.Popen(command, cwd=env["TMPDIR"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        first_line_pid(trial)
+        trial.send_signal(signal.SIGINT)
+        out, err = trial.communicate(timeout=30)
+        assert trial.returncode == -signal.SIGINT and "KeyboardInterrupt" in err, (command, err)
 
     # kill -9 of the process NNI watches (NNI's force kill): the server kills the trial.
     trial = start("slow.py")

@@ -11,7 +11,8 @@ trial code. The first trial of an experiment starts the server; it leaves after
 Faults, each a line on the trial's stderr: a server that cannot start or warm up runs the trial
 cold, in this process; a server that dies during a trial fails that trial (it may have reported)
 and the next trial starts a new server. A signal NNI sends this process (SIGINT to stop a trial)
-is passed on to the trial; if NNI has to SIGKILL it, the server kills the trial.
+is passed on to the trial, and a trial that dies of it ends this process by the same signal;
+if NNI has to SIGKILL it, the server kills the trial.
 """
 
 from __future__ import annotations
@@ -91,19 +92,30 @@ def start_server(key: str) -> socket.socket | None:
 def run_warm(sock: socket.socket, target: list[str]) -> int | None:
     """Send the trial; forward NNI's signals; return its exit code, or ``None`` if the server
     ended before starting it (nothing ran, so running it cold is safe)."""
-    try:
-        protocol.send(sock, {"argv": target, "env": dict(os.environ), "cwd": os.getcwd()}, protocol.STANDARD_FDS)
-    except OSError:
-        return None  # the server closed (it failed to warm up, or left idle) before taking the trial
+    held: list[int] = []  # signals that came before the request went: the first message must be it
+    sent = False
 
     def forward(number: int, _frame: object) -> None:
+        if not sent:
+            held.append(number)
+            return
         try:
             protocol.send(sock, {"signal": number})
         except OSError:
             pass
 
+    # Handlers first: the trial may start, and NNI may signal this process, before send() returns.
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, forward)
+    try:
+        protocol.send(sock, {"argv": target, "env": dict(os.environ), "cwd": os.getcwd()}, protocol.STANDARD_FDS)
+    except OSError:
+        if held:  # stopped before anything ran: stop, don't run it cold
+            die_of(held[0])
+        return None  # the server closed (it failed to warm up, or left idle) before taking the trial
+    sent = True
+    for number in held:
+        forward(number, None)
     started = False
     while True:
         try:
@@ -119,7 +131,19 @@ def run_warm(sock: socket.socket, target: list[str]) -> int | None:
         if "started" in message:
             started = True
         elif "exit" in message:
+            if message.get("signal"):
+                die_of(int(message["signal"]))
             return int(message["exit"])
+
+
+def die_of(number: int) -> None:
+    """End this process by the signal that ended the trial, as the cold trial process would have
+    ended: NNI records a trial killed by a signal as stopped (``EARLY_STOPPED``, ``USER_CANCELED``)
+    but one that exits non-zero as ``FAILED``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(number, signal.SIG_DFL)
+    os.kill(os.getpid(), number)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -64,6 +64,7 @@ class Job:
     started: float
     argv: list[str]
     client_gone: bool = False
+    killed_here: bool = False  # by this server's own shutdown, not by a signal the trial was sent
 
 
 def warm_up(modules: Sequence[str] = WARM_MODULES, optional: Sequence[str] = OPTIONAL_WARM_MODULES) -> list[str]:
@@ -113,8 +114,10 @@ def run_target(argv: list[str]) -> int:
 
 def become_trial(request: dict, fds: list[int], inherited: list[int]) -> None:
     """In the forked child: take on the client's process state, run the trial, and exit as a
-    normal interpreter would (threads joined, ``atexit`` run, streams flushed). Never returns."""
-    code = 1
+    normal interpreter would (threads joined, ``atexit`` run, streams flushed), or, after an
+    uncaught Ctrl-C, by SIGINT as Python does (NNI reads a trial that died of a signal as stopped,
+    one that exited non-zero as failed). Never returns."""
+    code, died_of = 1, None
     try:
         os.setpgid(0, 0)
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -130,8 +133,9 @@ def become_trial(request: dict, fds: list[int], inherited: list[int]) -> None:
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
         code = run_target(list(request["argv"]))
-    except KeyboardInterrupt:
-        code = 128 + signal.SIGINT
+    except KeyboardInterrupt:  # its traceback too, as a cold python prints it
+        traceback.print_exc()
+        code, died_of = 128 + signal.SIGINT, signal.SIGINT
     except BaseException:  # the trial's own crash: its traceback goes to its stderr, as cold
         traceback.print_exc()
         code = 1
@@ -144,6 +148,9 @@ def become_trial(request: dict, fds: list[int], inherited: list[int]) -> None:
             atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
+            if died_of is not None:
+                signal.signal(died_of, signal.SIG_DFL)
+                os.kill(os.getpid(), died_of)
         finally:
             os._exit(code)
 
@@ -244,13 +251,14 @@ class WarmTrialServer:
         job = self.jobs.pop(pid)
         _, status, usage = os.wait4(pid, 0)
         code = protocol.exit_code(status)
+        died_of = os.WTERMSIG(status) if os.WIFSIGNALED(status) and not job.killed_here else None
         cpu_s = usage.ru_utime + usage.ru_stime
         self.selector.unregister(job.pidfd)
         os.close(job.pidfd)
         if not job.client_gone:
             self.selector.unregister(job.connection)
             try:
-                protocol.send(job.connection, {"exit": code, "cpu_s": cpu_s})
+                protocol.send(job.connection, {"exit": code, "signal": died_of, "cpu_s": cpu_s})
             except OSError:
                 pass  # the client went between the child's end and this answer
         job.connection.close()
@@ -264,6 +272,7 @@ class WarmTrialServer:
     def close(self) -> None:
         """Kill what still runs (its clients then exit non-zero and NNI records the trials failed)."""
         for job in list(self.jobs.values()):
+            job.killed_here = True
             self.signal_child(job, signal.SIGKILL)
             self.reap(job.pid)
         self.selector.close()
