@@ -40,6 +40,7 @@ __all__ = ["MoAsha", "RungStats", "default_rungs", "TIES"]
 #: of the plain run's CPU to reach its hypervolume (3/5 runs reached it) against 0.45 (4/5) for
 #: ``keep``, and reached 0.36 hypervolume at equal CPU against 0.40. On a 300-image subset: 0.93
 #: (3/5) against 0.76 (4/5), and 0.22 against 0.31 at equal CPU.
+#: (Both variants read the same cached curves, whose CPU was partly measured in earlier, busier runs.)
 TIES = ("keep", "crowding")
 
 
