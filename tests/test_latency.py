@@ -77,7 +77,7 @@ def test_table_json_round_trip_keeps_rows_models_and_corrections(tmp_path):
     assert loaded.models[0].layers == (key, lin) and loaded.models[0].timing.repeats == 2
     assert loaded.ms(key) == pytest.approx(0.0187)
     assert not path.with_name("t.json.tmp").exists()
-    header_only = LatencyTable.load(path, "host-cpu-1t", rows=False)  # what picking a table reads
+    header_only = LatencyTable.load(path, "host-cpu-1t", header_only=True)  # what picking a table reads
     assert header_only.header == table.header and len(header_only) == 0 and not header_only.models
     assert header_only.stale_reasons(threads=1) == loaded.stale_reasons(threads=1)
 

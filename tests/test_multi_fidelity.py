@@ -326,13 +326,16 @@ def test_assessor_stops_dominated_trials_under_nnictl(tmp_path, trial_module):
     assert stopped.returncode == 0
     warm_log = tmp_path / "exps" / experiment_id / "log" / "warm_trials.log"
     if trial_module == "nni_hwnas.warm_trials":
-        events = [json.loads(line) for line in warm_log.read_text().splitlines()]
+        from nni_hwnas.warm_trials.protocol import read_log
+
+        events = read_log(warm_log)
         ends = [e for e in events if e["event"] == "end"]
         assert len(ends) == 4 and {e["exit"] for e in ends} >= {0, 130}  # stopped ones got NNI's SIGINT
         server = next(e["server_pid"] for e in events if e["event"] == "serving")
-        from test_warm_trials import running, wait_until
+        from nni_hwnas.experiment.manager_guard import pid_alive
+        from test_warm_trials import wait_until
 
-        assert wait_until(lambda: not running(server), 30)  # left once idle
+        assert wait_until(lambda: not pid_alive(server), 30)  # left once idle
     else:
         assert not warm_log.exists()
 

@@ -20,6 +20,8 @@ from conftest import REPO, decode, rest, start_nnictl, wait_for_trials
 from test_nnictl_route import final_metrics, nnictl_runner
 
 from experiments.benchmarks.trial_imports import whole_trial_code
+from nni_hwnas.experiment.manager_guard import pid_alive
+from nni_hwnas.warm_trials.protocol import read_log
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="warm trials fork: Linux only")
 
@@ -32,19 +34,6 @@ except KeyboardInterrupt:
     print("interrupted", flush=True)
     sys.exit(130)
 """
-
-
-def log_events(log: Path) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie waiting for its (new) parent to reap it."""
-    try:
-        state = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "\nState:\tZ" not in state
 
 
 def wait_until(condition, timeout_s: float) -> bool:
@@ -70,8 +59,8 @@ def standalone(tmp_path):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
     yield env, log, start
-    for event in log_events(log):
-        if event["event"] == "serving" and running(event["server_pid"]):
+    for event in read_log(log):
+        if event["event"] == "serving" and pid_alive(event["server_pid"]):
             os.kill(event["server_pid"], signal.SIGKILL)
 
 
@@ -106,31 +95,31 @@ def test_warm_trials_pass_signals_on_and_survive_kill_9_of_either_side(standalon
     child = first_line_pid(trial)
     trial.kill()
     trial.wait()
-    assert wait_until(lambda: not running(child), 10)
-    assert any(e["event"] == "end" and e["pid"] == child and e["client_gone"] for e in log_events(log))
+    assert wait_until(lambda: not pid_alive(child), 10)
+    assert any(e["event"] == "end" and e["pid"] == child and e["client_gone"] for e in read_log(log))
 
     # kill -9 of the server: the trial dies with it, fails with one line, and the next trial
     # starts a new server.
     trial = start("slow.py")
     child = first_line_pid(trial)
-    server = next(e["server_pid"] for e in log_events(log) if e["event"] == "serving")
+    server = next(e["server_pid"] for e in read_log(log) if e["event"] == "serving")
     os.kill(server, signal.SIGKILL)
     out, err = trial.communicate(timeout=30)
     assert trial.returncode == 1
     assert [line for line in err.splitlines() if line] == [
         f"nni-hwnas warm trial: the warm server ended during this trial (see {log}); the trial failed; "
         "the next trial starts a new server"]
-    assert wait_until(lambda: not running(child), 10)
+    assert wait_until(lambda: not pid_alive(child), 10)
     again = start("slow.py")
     assert first_line_pid(again)
     again.send_signal(signal.SIGINT)
     assert again.wait(timeout=30) == 130
-    servers = [e["server_pid"] for e in log_events(log) if e["event"] == "serving"]
+    servers = [e["server_pid"] for e in read_log(log) if e["event"] == "serving"]
     assert len(servers) == 2 and servers[0] == server
 
     # Idle: the server leaves by itself.
-    assert wait_until(lambda: not running(servers[1]), 20)
-    assert log_events(log)[-1]["event"] == "idle exit"
+    assert wait_until(lambda: not pid_alive(servers[1]), 20)
+    assert read_log(log)[-1]["event"] == "idle exit"
 
 
 def test_concurrent_first_trials_share_one_server(standalone):
@@ -139,7 +128,7 @@ def test_concurrent_first_trials_share_one_server(standalone):
     trials = [start("quick.py") for _ in range(4)]
     outputs = [t.communicate(timeout=120) for t in trials]
     assert [t.returncode for t in trials] == [0] * 4, outputs
-    events = log_events(log)
+    events = read_log(log)
     assert len([e for e in events if e["event"] == "serving"]) == 1
     assert len([e for e in events if e["event"] == "end" and e["exit"] == 0]) == 4
 
@@ -156,7 +145,7 @@ def test_a_server_that_cannot_warm_up_leaves_the_trial_to_run_cold(standalone, t
     assert trial.returncode == 0
     assert out.split() == ["ran", str(trial.pid)]  # cold: in the process NNI started
     assert err.strip() == f"nni-hwnas warm trial: no warm server came up (see {log}); running this trial cold"
-    assert [e["event"] for e in log_events(log)] == ["warm-up failed"]
+    assert [e["event"] for e in read_log(log)] == ["warm-up failed"]
 
 
 def test_nnictl_experiment_with_warm_trials_reports_what_cold_trials_report(tmp_path):
@@ -173,7 +162,7 @@ def test_nnictl_experiment_with_warm_trials_reports_what_cold_trials_report(tmp_
         finals = dict(final_metrics(port))
     finally:
         assert run(str(bin_dir / "nnictl"), "stop", experiment_id).returncode == 0
-    events = log_events(log)
+    events = read_log(log)
     assert len([e for e in events if e["event"] == "serving"]) == 1
     ends = {e["pid"]: e for e in events if e["event"] == "end"}
     started = [e for e in events if e["event"] == "start"]
@@ -192,4 +181,4 @@ def test_nnictl_experiment_with_warm_trials_reports_what_cold_trials_report(tmp_
     for key in ("accuracy", "params", "flops", "peak_mem_kb"):
         assert warm_final[key] == cold_final[key], key
     server = next(e["server_pid"] for e in events if e["event"] == "serving")
-    assert wait_until(lambda: not running(server), 30)  # idle exit once the experiment is over
+    assert wait_until(lambda: not pid_alive(server), 30)  # idle exit once the experiment is over

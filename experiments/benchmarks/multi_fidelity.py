@@ -333,6 +333,7 @@ def measure_trial_overhead(setup: Mapping[str, Any], rounds: int = 3,
     import yaml
 
     from experiments.benchmarks.trial_imports import whole_trial_code
+    from nni_hwnas.warm_trials import protocol
     from search_spaces.registry import make_definition
 
     definition = make_definition(setup["space"], setup["choices"], setup["input_shape"], setup["num_classes"])
@@ -340,10 +341,7 @@ def measure_trial_overhead(setup: Mapping[str, Any], rounds: int = 3,
     training = {k: v for k, v in setup["training"].items() if k != "epochs"}
     workdir = Path(tempfile.mkdtemp(prefix="mf-overhead-"))
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(workdir), "NNI_HWNAS_WARM_IDLE_S": "600"}
-    server_log = workdir / f"nni-hwnas-warm-trials-{os.getuid()}.log"
-
-    def log_events() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in server_log.read_text().splitlines()] if server_log.exists() else []
+    server_log = protocol.log_path(env)
 
     def trial_cpu(epochs: int, launcher: str) -> float:
         config = {"name": "mf-overhead", "seed": TRAIN_SEED,
@@ -366,7 +364,7 @@ def measure_trial_overhead(setup: Mapping[str, Any], rounds: int = 3,
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if launcher == "warm":
-            events = log_events()
+            events = protocol.read_log(server_log)
             forked = [e["pid"] for e in events if e["event"] == "start" and e["client_pid"] == proc.pid]
             if not forked:
                 raise SystemExit(f"multi_fidelity: the warm trial ran cold ({stderr.strip()}); see {server_log}")
@@ -379,13 +377,13 @@ def measure_trial_overhead(setup: Mapping[str, Any], rounds: int = 3,
             for name in launchers:
                 pairs[name].append((trial_cpu(1, name), trial_cpu(3, name)))
     finally:
-        for event in log_events():
+        for event in protocol.read_log(server_log):
             if event["event"] == "serving":
                 try:
                     os.kill(event["server_pid"], signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-    once = [e["warm_up_cpu_s"] for e in log_events() if e["event"] == "serving"]
+    once = [e["warm_up_cpu_s"] for e in protocol.read_log(server_log) if e["event"] == "serving"]
     out = {}
     for name, measured in pairs.items():
         overheads = [(3 * one - three) / 2 for one, three in measured]

@@ -282,30 +282,30 @@ class LatencyTable:
         return target
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], path: Path | None = None, rows: bool = True) -> "LatencyTable":
-        """A table from its JSON form; ``rows=False`` reads the header alone (see :meth:`load`)."""
+    def from_dict(cls, data: Mapping[str, Any], path: Path | None = None, header_only: bool = False) -> "LatencyTable":
+        """A table from its JSON form; ``header_only`` skips the rows (see :meth:`load`)."""
         header_data = dict(data["header"])
         if header_data.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"format_version {header_data.get('format_version')!r}, expected {FORMAT_VERSION}")
         header = TableHeader(**header_data)
-        if not rows:
+        if header_only:
             return cls(header, path=path)
         key_names = [f.name for f in dataclasses.fields(LayerKey)]
-        timings = {}
+        rows = {}
         for row in data["rows"]:
             key = LayerKey.from_dict({name: row[name] for name in key_names if name in row})
             timing = Timing.from_dict(row)
             if not all(math.isfinite(t) and t >= 0 for t in (timing.median_ms, timing.min_ms, timing.p10_ms)):
                 raise ValueError(f"non-finite or negative time in row {key.describe()}")
-            timings[key] = timing
+            rows[key] = timing
         models = [ModelMeasurement.from_dict(m) for m in data.get("models", [])]
-        return cls(header, timings, models, data.get("corrections"), path, data.get("runs", []))
+        return cls(header, rows, models, data.get("corrections"), path, data.get("runs", []))
 
     @classmethod
-    def load(cls, path: str | Path, profile: str | None = None, rows: bool = True) -> "LatencyTable":
+    def load(cls, path: str | Path, profile: str | None = None, header_only: bool = False) -> "LatencyTable":
         """Read a table; a missing or corrupt file is a one-line :class:`UserError` with the fix.
 
-        ``rows=False`` keeps the header only (no rows, models or corrections): enough to ask whether
+        ``header_only`` keeps the header alone (no rows, models or corrections): enough to ask whether
         the table is stale, at a third of the cost, which every trial that picks its table pays."""
         path = Path(path)
         name = profile or path.stem
@@ -313,7 +313,7 @@ class LatencyTable:
             raise UserError(f"latency table {path} not found; measure it with: "
                             f"{profile_command(name)} --space SPACE (e.g. conv_net)")
         try:
-            table = cls.from_dict(json.loads(path.read_text()), path, rows=rows)
+            table = cls.from_dict(json.loads(path.read_text()), path, header_only=header_only)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UserError(f"latency table {path} is corrupt ({type(exc).__name__}: {str(exc)[:120]}); "
                             f"delete it and re-measure with: {profile_command(name)} --space SPACE") from None

@@ -73,8 +73,8 @@ def default_table(profile: DeviceProfile) -> Path:
     bundled = profile.latency_table
     if profile.remote or bundled is None:
         return bundled  # type: ignore[return-value]
-    header_only = LatencyTable.load(bundled, profile.name, rows=False) if bundled.is_file() else None
-    if header_only is not None and not header_only.stale_reasons(threads=profile.threads):
+    if bundled.is_file() and not LatencyTable.load(bundled, profile.name, header_only=True).stale_reasons(
+            threads=profile.threads):
         return bundled
     cached = cached_table_path(profile)
     return cached if cached.is_file() else bundled

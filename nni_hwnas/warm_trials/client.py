@@ -78,6 +78,8 @@ def start_server(key: str) -> socket.socket | None:
         command += ["--log", str(log)]
     server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=log_file or subprocess.DEVNULL, start_new_session=True)
+    if log_file is not None:
+        log_file.close()  # the server has its own copy
     deadline = time.monotonic() + CONNECT_WAIT_S
     while time.monotonic() < deadline:
         sock = connect(key)

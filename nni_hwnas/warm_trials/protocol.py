@@ -43,14 +43,19 @@ def address(key: str) -> str:
 
 def log_path(environ: Mapping[str, str]) -> Path:
     """Where the server logs: beside NNI's own logs (``<experiment folder>/log``, found above the
-    trial's output folder) when the trial runs in an NNI experiment, else the temp folder."""
+    trial's output folder) when the trial runs in an NNI experiment, else ``environ``'s temp folder."""
     output, experiment = environ.get("NNI_OUTPUT_DIR"), environ.get("NNI_EXP_ID")
     for folder in Path(output).parents if output and experiment else ():
         if folder.name == experiment:
             return folder / "log" / "warm_trials.log"
     import tempfile
 
-    return Path(tempfile.gettempdir()) / f"nni-hwnas-warm-trials-{os.getuid()}.log"
+    return Path(environ.get("TMPDIR") or tempfile.gettempdir()) / f"nni-hwnas-warm-trials-{os.getuid()}.log"
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The server's log as events (one JSON object per line; none before the server has written)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 def idle_seconds(environ: Mapping[str, str]) -> float:
