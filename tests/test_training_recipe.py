@@ -138,3 +138,21 @@ def test_written_out_sgd_refuses_nesterov_without_momentum():
 
     with pytest.raises(ValueError, match="Nesterov momentum needs momentum > 0"):
         Sgd(nn.Linear(2, 2).parameters(), nesterov=True)
+
+
+def test_each_epoch_reports_its_losses_as_the_result_records_them():
+    """The per-epoch report carries the validation and training losses MO-ASHA can rank young trials by."""
+    from nni_hwnas.evaluation.training import EpochResult, evaluate
+
+    data = load_dataset("digits", seed=0)
+    reports: list[EpochResult] = []
+    model = _mlp()
+    result = train_model(model, data, TrainSettings(epochs=2), seed=0, on_epoch=reports.append)
+    assert [r.epoch for r in reports] == [0, 1]
+    assert [r.val_accuracy for r in reports] == result.val_accuracy
+    assert [r.val_loss for r in reports] == result.val_loss and [r.train_loss for r in reports] == result.train_loss
+    assert result.val_loss[1] < result.val_loss[0] < math.log(10)  # better than a uniform guess, and learning
+    expected = float(nn.functional.cross_entropy(model.eval()(data.val_x), data.val_y))
+    assert evaluate(model, data.val_x, data.val_y, False) == (pytest.approx(result.final_accuracy),
+                                                              pytest.approx(expected, rel=1e-5))
+    assert reports[-1].val_loss == pytest.approx(expected, rel=1e-5)

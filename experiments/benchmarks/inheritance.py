@@ -41,10 +41,9 @@ def curve(network, data, settings, seed: int) -> tuple[list[float], float]:
     """Validation accuracy after each epoch, and the training seconds."""
     from nni_hwnas.evaluation.training import train_model
 
-    accuracies: list[float] = []
     started = time.perf_counter()
-    train_model(network, data, settings, seed, on_epoch=lambda epoch, acc: accuracies.append(float(acc)))
-    return accuracies, time.perf_counter() - started
+    result = train_model(network, data, settings, seed)
+    return [float(a) for a in result.val_accuracy], time.perf_counter() - started
 
 
 def paired(better: np.ndarray, worse: np.ndarray) -> dict[str, float]:

@@ -160,7 +160,7 @@ def retrain(results_dir: str | Path, pick: str, *, epochs: int = 30, output: str
     started = time.perf_counter()
     with torch_threads(max(1, torch.get_num_threads())):
         history = train_model(network, data, settings, seed,
-                              on_epoch=lambda e, acc: echo(f"  epoch {e + 1}/{epochs}: val accuracy {acc:.4f}"))
+                              on_epoch=lambda e: echo(f"  epoch {e.epoch + 1}/{epochs}: val accuracy {e.val_accuracy:.4f}"))
     logits = predict_logits(network, data.test_x)
     summary: dict[str, Any] = {
         "trial_id": trial["trial_id"], "pick": pick, "sample": sample, "epochs": epochs,

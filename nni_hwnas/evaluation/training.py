@@ -55,9 +55,26 @@ class TrainSettings(SgdSettings):
     weight_init: str = "default"
 
 
+@dataclass(frozen=True)
+class EpochResult:
+    """What one epoch measured (``epoch`` 0-based): the per-epoch report of a trial.
+
+    The losses are there for early stopping: on small validation sets most young networks
+    predict the majority class, so their validation accuracies tie while their losses still
+    differ (MO-ASHA's ``score_metric``; ``experiments/benchmarks/multi_fidelity.py`` measures how
+    well each ranks).
+    """
+
+    epoch: int
+    val_accuracy: float
+    val_loss: float
+    train_loss: float  # mean over the epoch's batches, as trained (augmented, dropout on)
+
+
 @dataclass
 class TrainResult:
     val_accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     train_seconds: float = 0.0
     images_per_second: float = 0.0  # training steps only (no validation), augmentation included
@@ -153,9 +170,19 @@ def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, multil
     return accuracy(predict_logits(model, x), y, multilabel)
 
 
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, multilabel: bool) -> tuple[float, float]:
+    """Accuracy and mean loss (cross-entropy, or BCE for multi-label; no label smoothing) of one pass."""
+    if len(y) == 0:
+        return 0.0, float("nan")
+    logits = predict_logits(model, x).float()
+    loss = (nn.functional.binary_cross_entropy_with_logits(logits, y.float()) if multilabel
+            else nn.functional.cross_entropy(logits, y))
+    return accuracy(logits, y, multilabel), float(loss)
+
+
 def train_model(model: nn.Module, data: DatasetSplits, settings: TrainSettings, seed: int,
-                on_epoch: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Train ``model`` with SGD+momentum; call ``on_epoch(epoch, val_accuracy)`` after each epoch.
+                on_epoch: Callable[[EpochResult], None] | None = None) -> TrainResult:
+    """Train ``model`` with SGD+momentum; call ``on_epoch(EpochResult)`` after each epoch.
 
     Raises:
         TrainingDiverged: when a batch loss is not finite.
@@ -205,11 +232,12 @@ def train_model(model: nn.Module, data: DatasetSplits, settings: TrainSettings, 
             taken += 1
             total_loss += loss.item() * len(index)
         step_seconds += time.perf_counter() - epoch_start
-        val_acc = evaluate_accuracy(model, data.val_x, data.val_y, data.is_multilabel)
+        val_acc, val_loss = evaluate(model, data.val_x, data.val_y, data.is_multilabel)
         result.val_accuracy.append(val_acc)
+        result.val_loss.append(val_loss)
         result.train_loss.append(total_loss / n)
         if on_epoch is not None:
-            on_epoch(epoch, val_acc)
+            on_epoch(EpochResult(epoch, val_acc, val_loss, total_loss / n))
     model.to(memory_format=torch.contiguous_format)
     result.train_seconds = time.perf_counter() - start
     result.images_per_second = n * settings.epochs / max(step_seconds, 1e-9)

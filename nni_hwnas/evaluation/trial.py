@@ -21,7 +21,7 @@ from nni_hwnas.metrics import is_finite_metrics
 from nni_hwnas.evaluation.inheritance import save_trained, start_from_parent
 from nni_hwnas.evaluation.reward import default_value
 from nni_hwnas.hardware.timing import TimingSettings, measure_model_latency, torch_threads
-from nni_hwnas.evaluation.training import TrainSettings, TrainingDiverged, train_model
+from nni_hwnas.evaluation.training import EpochResult, TrainSettings, TrainingDiverged, train_model
 from nni_hwnas.nni_compat.freeze import reinitialise
 
 
@@ -97,7 +97,7 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
         network = reinitialise(layer_specs, seed)  # timing ran the network: start training from the seeded weights
         inherited = start_from_parent(network, inherit) if inherit is not None else None
         epoch_report = None if on_epoch is None else (
-            lambda epoch, acc: on_epoch(epoch, intermediate_metrics(acc, costs)))
+            lambda report: on_epoch(report.epoch, intermediate_metrics(report, costs)))
         result = train_model(network, data, TrainSettings(**training), seed, on_epoch=epoch_report)
         if inherit is not None and math.isfinite(result.final_accuracy):
             save_trained(network, inherit)
@@ -105,6 +105,7 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
         "default": result.final_accuracy,
         "accuracy": result.final_accuracy,
         **costs,
+        **(finite_losses(result.train_loss[-1], result.val_loss[-1]) if result.train_loss else {}),
         "train_seconds": result.train_seconds,
         "trial_seconds": time.perf_counter() - started,
     }
@@ -118,10 +119,18 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
     return metrics
 
 
-def intermediate_metrics(accuracy: float, costs: Mapping[str, float]) -> dict[str, float]:
-    """One epoch's report: ``default`` (what NNI's UI plots) = accuracy so far, and the costs."""
-    return {"default": float(accuracy), "accuracy": float(accuracy),
+def intermediate_metrics(report: EpochResult, costs: Mapping[str, float]) -> dict[str, float]:
+    """One epoch's report: ``default`` (what NNI's UI plots) = accuracy so far, the epoch's losses
+    (what MO-ASHA ranks young trials by) and the costs."""
+    return {"default": float(report.val_accuracy), "accuracy": float(report.val_accuracy),
+            **finite_losses(report.train_loss, report.val_loss),
             **{k: float(v) for k, v in costs.items() if isinstance(v, (int, float))}}
+
+
+def finite_losses(train_loss: float, val_loss: float) -> dict[str, float]:
+    """The losses worth reporting: an empty validation split has no loss (NaN), and a NaN in the
+    final metrics would fail a trial that trained fine."""
+    return {k: float(v) for k, v in (("train_loss", train_loss), ("val_loss", val_loss)) if math.isfinite(v)}
 
 
 def train_and_report(model: Any, dataset: Mapping[str, Any], training: Mapping[str, Any], seed: int,
