@@ -2,7 +2,7 @@
 
 - ``nnictl``: :class:`MoAshaAssessor`, an NNI ``Assessor`` registered as ``MoAsha`` by
   ``nni-hwnas register``. NNI's dispatcher hands it each trial's intermediate reports (our trials
-  report a dict per epoch: accuracy and the costs) and kills the trials it calls ``Bad``; NNI then
+  report a dict per epoch: accuracy, the losses and the costs) and kills the trials it calls ``Bad``; NNI then
   marks them ``EARLY_STOPPED``.
 - ``NasExperiment``: NNI 3.0 gives NAS experiments no assessor ("such functionality is already
   implemented in strategy", ``nni/nas/experiment/experiment.py``) and its training-service engine
@@ -34,7 +34,7 @@ from nni.utils import ClassArgsValidator
 from nni_hwnas.errors import UserError
 from nni_hwnas.experiment.background import BackgroundLoop
 
-from .multi_fidelity import MoAsha, default_rungs
+from .multi_fidelity import DEFAULT_RUNG_METRIC, MoAsha, default_rungs
 
 __all__ = ["MoAshaAssessor", "MoAshaClassArgsValidator", "RestEarlyStopper", "ASSESSOR_NAME", "make_mo_asha"]
 
@@ -43,7 +43,7 @@ _log = logging.getLogger("nni_hwnas.multi_fidelity")
 
 
 def make_mo_asha(rungs: Sequence[int] | None = None, max_epochs: int | None = None, min_epochs: int = 1,
-                 reduction_factor: float = 3.0, score_metric: str = "accuracy",
+                 reduction_factor: float = 3.0, score_metric: str = DEFAULT_RUNG_METRIC,
                  cost_metric: str | None = "latency_ms") -> MoAsha:
     """The rule from config values: explicit ``rungs``, or ASHA's ladder below ``max_epochs``."""
     if rungs is None:
@@ -56,6 +56,12 @@ def make_mo_asha(rungs: Sequence[int] | None = None, max_epochs: int | None = No
         raise UserError(f"multi_fidelity: no rung fits below {max_epochs} epochs with min_epochs {min_epochs}; "
                         f"train for more epochs or lower `min_epochs`")
     return MoAsha(rungs, reduction_factor, score_metric, cost_metric)
+
+
+def _warn_on_first_missing_objective(rule: MoAsha, unjudged_before: Mapping[str, int]) -> None:
+    """Log (NNI's dispatcher log, or the run's) when an objective first goes missing from rung reports."""
+    if any(name not in unjudged_before for name in rule.unjudged):
+        _log.warning(rule.missing_objective_message())
 
 
 def _as_metrics(value: Any) -> dict[str, Any]:
@@ -71,18 +77,21 @@ class MoAshaAssessor(Assessor):
     """MO-ASHA for ``nnictl create``: ``assessor: {name: MoAsha, classArgs: {...}}``.
 
     Args: as :func:`make_mo_asha`. With a bare-number intermediate (another trial script),
-    use ``score_metric: default`` and ``cost_metric: null``.
+    use ``score_metric: default`` and ``cost_metric: null``; otherwise those trials are never
+    judged, and the dispatcher's log says so once.
     """
 
     def __init__(self, rungs: Sequence[int] | None = None, max_epochs: int | None = None, min_epochs: int = 1,
-                 reduction_factor: float = 3.0, score_metric: str = "accuracy",
+                 reduction_factor: float = 3.0, score_metric: str = DEFAULT_RUNG_METRIC,
                  cost_metric: str | None = "latency_ms") -> None:
         self.rule = make_mo_asha(rungs, max_epochs, min_epochs, reduction_factor, score_metric, cost_metric)
 
     def assess_trial(self, trial_job_id: str, trial_history: list[Any]) -> AssessResult:
+        unjudged_before = dict(self.rule.unjudged)
         go_on = self.rule.report(str(trial_job_id), len(trial_history), _as_metrics(trial_history[-1]))
         if not go_on:
             _log.info("MoAsha: stopping %s after %d epochs", trial_job_id, len(trial_history))
+        _warn_on_first_missing_objective(self.rule, unjudged_before)
         return AssessResult.Good if go_on else AssessResult.Bad
 
     def trial_end(self, trial_job_id: str, success: bool) -> None:
@@ -152,6 +161,7 @@ class RestEarlyStopper(BackgroundLoop):
         return dict(self._seen), dict(self.killed), dict(self.too_late)
 
     def _judge(self, views: Sequence[Any]) -> None:
+        unjudged_before = dict(self.rule.unjudged)
         for view in views:
             seen = self._seen.get(view.trial_id, 0)
             if view.status != "RUNNING" or view.trial_id in self.killed or view.trial_id in self.too_late:
@@ -166,6 +176,7 @@ class RestEarlyStopper(BackgroundLoop):
                     self.killed[view.trial_id] = epoch
                     break
             self._seen[view.trial_id] = len(view.intermediate)
+        _warn_on_first_missing_objective(self.rule, unjudged_before)
 
     def state_dict(self) -> dict[str, Any]:
         return {"format": self.STATE_FORMAT, "rule": self.rule.state_dict(), "killed": dict(self.killed),
@@ -190,6 +201,6 @@ class RestEarlyStopper(BackgroundLoop):
         whose stop came after they had ended)."""
         return {"rungs": self.rule.rungs, "reduction_factor": self.rule.reduction_factor,
                 "objectives": self.rule.objectives, "killed": dict(self.killed),
-                "stopped_too_late": dict(self.too_late),
+                "stopped_too_late": dict(self.too_late), "unjudged_reports": dict(self.rule.unjudged),
                 "per_rung": [vars(s) for s in self.rule.stats()],
                 "rung_losses": self.rule.state_dict()["results"]}

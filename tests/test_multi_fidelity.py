@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import yaml
 
 from conftest import REPO, decode, free_port, rest
 from nni_hwnas.errors import UserError
-from strategies.multi_fidelity import MoAsha, default_rungs
+from strategies.multi_fidelity import DEFAULT_RUNG_METRIC, MoAsha, default_rungs
 
 BIN = Path(sys.executable).parent
 
@@ -56,15 +57,26 @@ def test_mo_asha_quota_is_one_over_eta_of_the_rung():
     assert 100 <= kept <= 300 / 3 + 40  # about 1/eta of a random stream goes on (first ones are lenient)
 
 
+def test_mo_asha_ranks_a_loss_rung_metric_lower_first():
+    """``train_loss`` as the rung signal is lower-is-better, read from the metric contract."""
+    rule = MoAsha([1], reduction_factor=3, score_metric="train_loss", cost_metric=None)
+    assert rule.objectives == ["train_loss"]
+    assert rule.report("a", 1, {"train_loss": 0.5, "accuracy": 0.73})
+    assert rule.report("b", 1, {"train_loss": 0.3, "accuracy": 0.73})  # lower loss at equal accuracy: best
+    assert not rule.report("c", 1, {"train_loss": 0.6, "accuracy": 0.90})  # accuracy is not the rung's signal
+
+
 def test_mo_asha_never_stops_on_a_missing_metric_and_round_trips_its_state():
     rule = MoAsha([1], reduction_factor=2)
     assert rule.report("a", 1, {"accuracy": 0.9, "latency_ms": 1.0})
     assert rule.report("b", 1, {"accuracy": 0.1})  # no cost: can't judge, goes on
     assert rule.report("c", 1, {"accuracy": float("nan"), "latency_ms": 1.0})
     assert not rule.report("d", 1, {"accuracy": 0.2, "latency_ms": 2.0})
+    assert rule.unjudged == {"latency_ms": 1}  # the NaN one had both: not missing, just not judged
+    assert "`latency_ms` (1 reports)" in rule.missing_objective_message()
     copy = MoAsha([1], reduction_factor=2)
     copy.load_state_dict(json.loads(json.dumps(rule.state_dict())))
-    assert copy.stopped() == {"d": 1}
+    assert copy.stopped() == {"d": 1} and copy.unjudged == {"latency_ms": 1}
     assert not copy.report("e", 1, {"accuracy": 0.1, "latency_ms": 3.0})  # behind a and d
     with pytest.raises(UserError, match="saved rungs"):
         MoAsha([2]).load_state_dict(rule.state_dict())
@@ -84,6 +96,7 @@ def test_multi_fidelity_config_is_checked_before_nni_starts(tmp_path):
 
     base = {"evaluator": {"epochs": 9}, "multi_fidelity": {"enabled": True}}
     assert multi_fidelity_rule(parse_config(base)).rungs == [1, 3]
+    assert multi_fidelity_rule(parse_config(base)).objectives == [DEFAULT_RUNG_METRIC, "latency_ms"]
     assert multi_fidelity_rule(parse_config({"evaluator": {"epochs": 9}})) is None
     with pytest.raises(UserError, match="below the trials' epochs"):
         multi_fidelity_rule(parse_config({**base, "multi_fidelity": {"enabled": True, "rungs": [1, 9]}}))
@@ -174,19 +187,38 @@ def test_assessor_judges_nnis_trial_history():
     assert assessor.assess_trial("t1", [{"default": 0.8, "accuracy": 0.8, "params": 100}]) is AssessResult.Good
     assert assessor.assess_trial("t2", [{"default": 0.7, "accuracy": 0.7, "params": 200}]) is AssessResult.Bad
     assert assessor.assess_trial("t1", [{"accuracy": 0.8, "params": 100}] * 2) is AssessResult.Good
+    by_loss = MoAshaAssessor(rungs=[1], reduction_factor=2, score_metric="train_loss", cost_metric="params")
+    assert by_loss.assess_trial("t1", [{"accuracy": 0.8, "train_loss": 0.4, "params": 100}]) is AssessResult.Good
+    assert by_loss.assess_trial("t2", [{"accuracy": 0.9, "train_loss": 0.5, "params": 200}]) \
+        is AssessResult.Bad  # judged on the training loss, not the accuracy
+
+
+def test_assessor_says_once_when_the_trials_do_not_report_the_rung_metric(caplog):
+    """A trial script reporting a bare number has no ``accuracy``: its trials run on unjudged, and
+    the log says so once, naming the fix, rather than the search silently never stopping a trial."""
+    from nni.assessor import AssessResult
+
+    from strategies.nni_multi_fidelity import MoAshaAssessor
+
+    assessor = MoAshaAssessor(rungs=[1], reduction_factor=2, cost_metric=None)
+    with caplog.at_level("WARNING", logger="nni_hwnas.multi_fidelity"):
+        assert all(assessor.assess_trial(f"t{i}", [0.1 * i]) is AssessResult.Good for i in range(4))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "`accuracy` (1 reports)" in warnings[0] and "set score_metric" in warnings[0]
+    assert assessor.rule.unjudged == {"accuracy": 4}
 
 
 # ---------------------------------------------------------------------- real NNI experiments
 
-#: 4 trials one at a time, 12 epochs each, judged after epoch 1 against (accuracy, params):
+#: 4 trials one at a time, 12 epochs each, judged after epoch 1 against (the rung metric, params):
 #: params are exact (no timing noise), so the rule's decisions are reproducible.
 TRAINING = {"epochs": 12, "train_subset": 300, "batch_size": 32, "latency_repeats": 3}
 RULE = {"rungs": [1], "reduction_factor": 2, "cost_metric": "params"}
 
 
-def offline_decisions(trials: list[tuple[str, dict]]) -> dict[str, bool]:
+def offline_decisions(trials: list[tuple[str, dict]], score_metric: str = DEFAULT_RUNG_METRIC) -> dict[str, bool]:
     """The same rule replayed on the trials' epoch-1 reports, in the order the trials ran."""
-    rule = MoAsha(RULE["rungs"], RULE["reduction_factor"], "accuracy", RULE["cost_metric"])
+    rule = MoAsha(RULE["rungs"], RULE["reduction_factor"], score_metric, RULE["cost_metric"])
     return {trial: rule.report(trial, 1, first) for trial, first in trials}
 
 
@@ -204,14 +236,14 @@ def check_stopped_as_configured(jobs: list[dict], metric_data: list[dict]) -> No
             assert job["status"] == "SUCCEEDED" and n == TRAINING["epochs"], (job["status"], n)
         else:
             assert job["status"] in ("USER_CANCELED", "EARLY_STOPPED") and n < TRAINING["epochs"], (job["status"], n)
-            assert {"accuracy", "params", "latency_ms"} <= set(reports[job["trialJobId"]][0])
+            assert {"accuracy", "train_loss", "val_loss", "params", "latency_ms"} <= set(reports[job["trialJobId"]][0])
 
 
-def write_mo_asha_config(tmp_path: Path, name: str, seed: int, max_trials: int) -> Path:
-    """A digits search with Random and MO-ASHA, one trial at a time, written as YAML."""
+def write_mo_asha_config(tmp_path: Path, name: str, seed: int, max_trials: int, **rule: Any) -> Path:
+    """A digits search with Random and MO-ASHA (``RULE``, updated by ``rule``), one trial at a time, as YAML."""
     config = {"name": name, "seed": seed, "dataset": {"name": "digits"}, "space": {"preset": "conv_net_small"},
               "strategy": {"name": "Random"}, "evaluator": TRAINING,
-              "multi_fidelity": {"enabled": True, **RULE, "poll_interval_s": 0.2},
+              "multi_fidelity": {"enabled": True, **RULE, **rule, "poll_interval_s": 0.2},
               "experiment": {"max_trials": max_trials, "concurrency": 1, "working_directory": str(tmp_path / "exps")}}
     path = tmp_path / "mo_asha.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -219,7 +251,7 @@ def write_mo_asha_config(tmp_path: Path, name: str, seed: int, max_trials: int) 
 
 
 def test_search_stops_dominated_trials_in_a_nas_experiment(tmp_path, nni_home):
-    path = write_mo_asha_config(tmp_path, "mo-asha", seed=3, max_trials=4)
+    path = write_mo_asha_config(tmp_path, "mo-asha", seed=3, max_trials=4, score_metric="train_loss")
     out, port = tmp_path / "results", free_port()
     done = subprocess.run([str(BIN / "nni-hwnas"), "search", "--config", str(path), "--port", str(port),
                            "--output", str(out)], cwd=REPO, capture_output=True, text=True, timeout=400)
@@ -227,12 +259,12 @@ def test_search_stops_dominated_trials_in_a_nas_experiment(tmp_path, nni_home):
     summary = json.loads((out / "multi_fidelity.json").read_text())
     rows = json.loads((out / "trials.json").read_text())
     rows = sorted(rows["trials"] if isinstance(rows, dict) else rows, key=lambda r: r["parameter_id"])
-    assert len(rows) == 4 and summary["rungs"] == [1]
+    assert len(rows) == 4 and summary["rungs"] == [1] and summary["objectives"] == ["train_loss", "params"]
     # One trial at a time, in parameter order: replay the rule on what each trial reported at the rung.
-    signs = np.array([-1.0, 1.0])  # the summary stores losses: -accuracy, params
-    first = [(r["trial_id"], dict(zip(["accuracy", "params"], signs * summary["rung_losses"]["1"][r["trial_id"]])))
+    # The summary stores losses, here the metrics themselves: train_loss and params, both lower-is-better.
+    first = [(r["trial_id"], dict(zip(["train_loss", "params"], summary["rung_losses"]["1"][r["trial_id"]])))
              for r in rows]
-    expected = offline_decisions(first)
+    expected = offline_decisions(first, score_metric="train_loss")
     assert not all(expected.values()), "no trial was dominated at the rung: the test proves nothing"
     # A stop can land after a fast trial has ended: the summary then lists it as too late, not killed.
     assert set(summary["killed"]) | set(summary["stopped_too_late"]) == {t for t, go_on in expected.items() if not go_on}
@@ -267,7 +299,7 @@ def test_resumed_search_continues_the_saved_rungs(tmp_path, nni_home):
     for trial, losses in before["rung_losses"]["1"].items():  # the first run's results kept, not re-judged
         assert summary["rung_losses"]["1"][trial] == losses
     assert set(before["killed"]) <= set(summary["killed"])
-    signs = np.array([-1.0, 1.0])
+    signs = np.array([-1.0, 1.0])  # the summary stores losses: -accuracy, params
     expected = offline_decisions([(r["trial_id"], dict(zip(["accuracy", "params"], signs * summary["rung_losses"]["1"][r["trial_id"]])))
                                   for r in rows])
     assert not all(expected.values()), "no trial was dominated at the rung: the test proves nothing"
@@ -399,7 +431,7 @@ def test_a_re_summary_scores_saved_runs_with_their_own_settings(tmp_path, capsys
     (tmp_path / "runs.json").write_text("[]")
     args = argparse.Namespace(from_runs=str(tmp_path / "runs.json"), dataset="breastmnist", preset="conv_net",
                               epochs=9, train_subset=None, min_epochs="1,3", reduction_factor=3.0, ties="keep",
-                              trials=30, seeds=5)
+                              trials=30, seeds=5, rung_metric="accuracy,train_loss,val_loss")
     adopt_saved_settings(args)
     assert "command line's settings" in capsys.readouterr().out and args.dataset == "breastmnist"
     saved = {"dataset": "pneumoniamnist", "preset": "conv_net", "epochs": 6, "train_subset": 300,

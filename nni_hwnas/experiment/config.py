@@ -153,8 +153,10 @@ class MultiFidelityConfig:
     """MO-ASHA early stopping of training trials (``strategies/multi_fidelity.py``).
 
     At each rung (epoch count) a trial goes on only if it is among the ``1/reduction_factor``
-    best of the trials that reached that rung, by non-dominated rank over (``score_metric`` up,
-    ``cost_metric`` down); NNI stops the rest. ``rungs`` default to ``min_epochs * eta**k`` below
+    best of the trials that reached that rung, by non-dominated rank over (``score_metric``,
+    ``cost_metric`` down); NNI stops the rest. ``score_metric`` may also be the epoch's
+    ``train_loss`` or ``val_loss`` (``strategies.multi_fidelity.DEFAULT_RUNG_METRIC`` says what
+    each measured). ``rungs`` default to ``min_epochs * eta**k`` below
     ``evaluator.epochs``.
     """
 
