@@ -53,6 +53,8 @@ from experiments.benchmarks.compare_strategies import (  # noqa: E402  (after th
 DEFAULT_OUT = REPO / "experiments" / "benchmarks" / "results" / "multi_fidelity"
 TRAINING = {"batch_size": 64, "learning_rate": 0.05, "lr_schedule": "cosine", "augment": True, "train_subset": None}
 MAX_TRIAL_FACTOR = 5  # an MO-ASHA run stops at this many times the plain run's trials even with CPU left
+#: Per-epoch signals the cache keeps, with their direction: a rung may rank trials by any of them.
+SIGNALS = {"accuracy": True, "train_loss": False, "val_loss": False}
 
 
 class _Enough(Exception):
@@ -81,24 +83,29 @@ class Trainer:
         self.trained_epochs = 0  # epochs trained in this process (cache misses)
 
     def curve(self, sample: Mapping[str, Any], epochs: int) -> dict[str, Any]:
-        """``{"accuracy": [...], "cpu_s": [...]}`` for at least ``epochs`` epochs (or ``failed``)."""
-        from nni_hwnas.evaluation.training import TrainSettings, TrainingDiverged, train_model
+        """``{"accuracy": [...], "train_loss": [...], "val_loss": [...], "cpu_s": [...]}`` for at
+        least ``epochs`` epochs (or ``failed``). An entry from before the losses were kept is
+        trained again, so every signal and CPU figure of a run comes from one measurement."""
+        from nni_hwnas.evaluation.training import EpochResult, TrainSettings, TrainingDiverged, train_model
         from nni_hwnas.evaluation.trial import reinitialise
 
         arch_id = self.definition.arch_id(sample)
         entry = self.cache.get(arch_id)
-        if entry is not None and ("failed" in entry or len(entry["accuracy"]) >= epochs):
+        if (entry is not None and all(k in entry for k in SIGNALS)
+                and ("failed" in entry or len(entry["accuracy"]) >= epochs)):
             return entry
-        accuracy: list[float] = []
+        signals: dict[str, list[float]] = {name: [] for name in SIGNALS}
         cpu: list[float] = []
         last = [time.process_time()]
 
-        def on_epoch(epoch: int, acc: float) -> None:
+        def on_epoch(report: EpochResult) -> None:
             now = time.process_time()
-            accuracy.append(float(acc))
+            signals["accuracy"].append(float(report.val_accuracy))
+            signals["train_loss"].append(round(float(report.train_loss), 6))
+            signals["val_loss"].append(round(float(report.val_loss), 6))
             cpu.append(round(now - last[0], 4))
             last[0] = now
-            if len(accuracy) >= epochs:
+            if len(cpu) >= epochs:
                 raise _Enough
 
         network = reinitialise(self.definition.describe(self.definition.complete(sample)), TRAIN_SEED)
@@ -109,8 +116,8 @@ class Trainer:
             pass
         except TrainingDiverged as exc:
             entry["failed"] = str(exc)[:200]
-        entry.update({"accuracy": accuracy, "cpu_s": cpu})
-        self.trained_epochs += len(accuracy)
+        entry.update({**signals, "cpu_s": cpu})
+        self.trained_epochs += len(cpu)
         self.cache.put(arch_id, entry)
         return entry
 
@@ -132,9 +139,10 @@ _TRAINERS: dict[str, Trainer] = {}
 
 
 def run_search(setup: Mapping[str, Any], seed: int, trials: int, min_epochs: int | None, cpu_budget: float | None,
-               reduction_factor: float, ties: str = "keep") -> dict[str, Any]:
+               reduction_factor: float, ties: str = "keep", rung_metric: str = "accuracy") -> dict[str, Any]:
     """Plain evolution (``min_epochs`` None) for ``trials`` trials, or evolution + MO-ASHA until
-    ``cpu_budget`` CPU seconds are used (at most ``MAX_TRIAL_FACTOR * trials`` trials)."""
+    ``cpu_budget`` CPU seconds are used (at most ``MAX_TRIAL_FACTOR * trials`` trials), its rungs
+    ranking trials by ``rung_metric`` (one of :data:`SIGNALS`) and latency."""
     from strategies.hw_evolution import HwEvolution, SpaceExhausted
     from strategies.multi_fidelity import MoAsha, default_rungs
     from strategies.objectives import ObjectiveConfig
@@ -153,7 +161,7 @@ def run_search(setup: Mapping[str, Any], seed: int, trials: int, min_epochs: int
                        canonical=trainer.definition.canonical, objectives=objectives, **search)
     rule = None
     if min_epochs is not None:
-        rule = MoAsha(default_rungs(epochs, min_epochs, reduction_factor), reduction_factor, "accuracy", "latency_ms",
+        rule = MoAsha(default_rungs(epochs, min_epochs, reduction_factor), reduction_factor, rung_metric, "latency_ms",
                       ties=ties)
     rows: list[dict[str, Any]] = []
     used = 0.0
@@ -170,7 +178,7 @@ def run_search(setup: Mapping[str, Any], seed: int, trials: int, min_epochs: int
                 entry = trainer.curve(sample, rung)
                 if "failed" in entry and len(entry["accuracy"]) < rung:
                     break
-                if not rule.report(str(len(rows)), rung, {"accuracy": entry["accuracy"][rung - 1], "latency_ms": latency}):
+                if not rule.report(str(len(rows)), rung, {rung_metric: entry[rung_metric][rung - 1], "latency_ms": latency}):
                     ran, stopped_at = rung, rung
                     break
         if stopped_at is None:
@@ -191,7 +199,7 @@ def run_search(setup: Mapping[str, Any], seed: int, trials: int, min_epochs: int
             row.update(status="SUCCEEDED", accuracy=entry["accuracy"][epochs - 1])
             core.tell(sample, {"accuracy": row["accuracy"], "latency_ms": latency})
         rows.append(row)
-    variant = "plain" if rule is None else f"mo_asha(min_epochs={min_epochs}{'' if ties == 'keep' else ', ' + ties})"
+    variant = "plain" if rule is None else f"mo_asha(min_epochs={min_epochs}, {rung_metric}{'' if ties == 'keep' else ', ' + ties})"
     summary = None if rule is None else {"rungs": rule.rungs, "reduction_factor": reduction_factor,
                                          "per_rung": [vars(s) | {"stopped_trials": len(s.stopped_trials)}
                                                       for s in rule.stats()]}
@@ -291,19 +299,24 @@ def known_front_size(results: Sequence[Mapping[str, Any]], reference: Any) -> tu
 
 
 def fidelity_correlation(cache_file: str | Path, epochs: int) -> dict[str, Any]:
-    """Spearman of each epoch's accuracy with the final epoch's, over every cached fully trained
-    architecture: how well a rung at that epoch can rank (a rung decides on nothing better)."""
+    """Per signal (:data:`SIGNALS`, losses negated): Spearman of its epoch-r value with the final
+    epoch's *accuracy*, over every cached fully trained architecture that has it: how well a rung
+    at epoch r ranking by that signal can tell which trials end best."""
     from scipy.stats import spearmanr
 
     path = Path(cache_file)
     entries = json.loads(path.read_text()).get("accuracy", {}) if path.is_file() else {}
-    curves = np.array([e["accuracy"][:epochs] for e in entries.values()
-                       if "failed" not in e and len(e["accuracy"]) >= epochs], dtype=float)
-    if len(curves) < 3:
-        return {"architectures": int(len(curves)), "spearman_with_final": {}}
-    return {"architectures": int(len(curves)),
-            "spearman_with_final": {str(e + 1): round(float(spearmanr(curves[:, e], curves[:, -1]).statistic), 3)
-                                    for e in range(epochs - 1)}}
+    done = [e for e in entries.values() if "failed" not in e and len(e["accuracy"]) >= epochs]
+    out: dict[str, Any] = {"architectures": len(done), "spearman_with_final": {}}
+    for name, higher_is_better in SIGNALS.items():
+        have = [e for e in done if len(e.get(name, [])) >= epochs]
+        if len(have) < 3:
+            continue
+        values = np.array([e[name][:epochs] for e in have], dtype=float) * (1 if higher_is_better else -1)
+        final = np.array([e["accuracy"][epochs - 1] for e in have], dtype=float)
+        out["spearman_with_final"][name] = {
+            str(r + 1): round(float(spearmanr(values[:, r], final).statistic), 3) for r in range(epochs - 1)}
+    return out
 
 
 LAUNCHERS = ("cold", "warm")
@@ -417,7 +430,7 @@ def print_table(rows: Sequence[Mapping[str, Any]], charges: Mapping[str, LaunchC
              "hv_at_equal_cpu": "hv@equal", "cpu_share_to_plain_hv": "share",
              **{f"cpu_share_{n}": f"{n}+{c.label()}" for n, c in charges.items()}}
     widths = [max(len(heads.get(c, c)), 8) for c in cols]
-    widths[0] = 22
+    widths[0] = 34
     print("  ".join(f"{heads.get(c, c):>{w}}" for c, w in zip(cols, widths)))
     for row in rows:
         print("  ".join(f"{fmt(row[c], 1 if c.endswith('cpu_s') else 3):>{w}}" for c, w in zip(cols, widths)))
@@ -437,6 +450,8 @@ def main() -> int:
     parser.add_argument("--min-epochs", default="1,3",
                         help="comma list: one MO-ASHA variant per lowest rung (all are reported)")
     parser.add_argument("--reduction-factor", type=float, default=3.0)
+    parser.add_argument("--rung-metric", default="accuracy,train_loss,val_loss",
+                        help=f"comma list of signals a rung ranks by ({', '.join(SIGNALS)}), each a variant")
     parser.add_argument("--ties", default="keep",
                         help="comma list of MO-ASHA tie rules (strategies.multi_fidelity.TIES), each a variant")
     parser.add_argument("--trial-overhead-s", type=overhead_arg, default="measure",
@@ -460,6 +475,10 @@ def main() -> int:
     setup["cache_file"] = str(CACHE / (f"multi_fidelity_{args.dataset}_{args.preset}_e{args.epochs}"
                                        f"_sub{args.train_subset or 'all'}_seed{TRAIN_SEED}.json"))
     min_epochs = [int(m) for m in args.min_epochs.split(",") if m.strip()]
+    unknown = [m for m in args.rung_metric.split(",") if m not in SIGNALS]
+    if unknown:
+        raise SystemExit(f"--rung-metric: {', '.join(unknown)} is not a signal the benchmark records; "
+                         f"use {', '.join(SIGNALS)}")
     reference = reference_for(setup)
     print(f"multi_fidelity: {args.dataset} / {args.preset} ({setup['space_size']:,} label combinations), "
           f"{args.train_subset or 'all'} of {setup['train_size']} train / {setup['val_size']} val images, "
@@ -490,7 +509,8 @@ def main() -> int:
 
 
 #: The settings a re-summary takes from the saved run: its HV reference and rungs depend on them.
-SAVED_SETTINGS = ("dataset", "preset", "epochs", "train_subset", "min_epochs", "reduction_factor", "ties", "trials")
+SAVED_SETTINGS = ("dataset", "preset", "epochs", "train_subset", "min_epochs", "reduction_factor", "ties", "trials",
+                  "rung_metric")
 
 
 def adopt_saved_settings(args: argparse.Namespace) -> None:
@@ -524,8 +544,9 @@ def run_all(args: argparse.Namespace, setup: Mapping[str, Any], min_epochs: Sequ
             print(f"  plain seed {r['seed']}: {len(r['rows'])} trials, {r['rows'][-1]['cum_cpu_s']:.0f} CPU s charged, "
                   f"{r['trained_epochs']} epochs trained now, {r['seconds']:.0f} s", flush=True)
         budgets = {r["seed"]: r["rows"][-1]["cum_cpu_s"] for r in results}
-        asha_jobs = [pool.submit(run_search, setup, s, args.trials, m, budgets[s], args.reduction_factor, ties)
-                     for ties in args.ties.split(",") for m in min_epochs for s in range(args.seeds)]
+        asha_jobs = [pool.submit(run_search, setup, s, args.trials, m, budgets[s], args.reduction_factor, ties, metric)
+                     for metric in args.rung_metric.split(",") for ties in args.ties.split(",")
+                     for m in min_epochs for s in range(args.seeds)]
         for job in asha_jobs:
             results.append(job.result())
             r = results[-1]
@@ -566,9 +587,10 @@ def summarise_and_write(args: argparse.Namespace, setup: Mapping[str, Any], resu
               + f"; median HV at equal CPU {m['hv_at_equal_cpu']:.4f} vs plain "
               f"{m['plain_hv']:.4f}")
     fidelity = fidelity_correlation(setup["cache_file"], args.epochs)
-    print(f"rung fidelity: Spearman of epoch-r accuracy with epoch-{args.epochs} accuracy over the "
-          f"{fidelity['architectures']} fully trained architectures cached: "
-          + (", ".join(f"r={r}: {v:.3f}" for r, v in fidelity["spearman_with_final"].items()) or "too few"))
+    print(f"rung fidelity: Spearman of each epoch-r signal (losses negated) with epoch-{args.epochs} accuracy, over "
+          f"the {fidelity['architectures']} fully trained architectures cached:")
+    for name, by_epoch in fidelity["spearman_with_final"].items() or [("(none)", {})]:
+        print(f"  {name:>10}: " + (", ".join(f"r={r}: {v:.3f}" for r, v in by_epoch.items()) or "too few"))
     print(f"\nwall time {wall / 60:.1f} min" if not args.from_runs else f"\nre-summarised {args.from_runs}")
 
     from nni_hwnas.experiment.runinfo import run_record
