@@ -36,6 +36,13 @@ except KeyboardInterrupt:
 """
 
 
+def as_nni_starts_trials() -> None:
+    """Ctrl-C at its default, as NNI starts a trial: a suite run in the background (``cmd &`` in a
+    shell without job control) would otherwise pass on SIGINT ignored, and Python then never raises
+    KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_until(condition, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -56,7 +63,8 @@ def standalone(tmp_path):
 
     def start(*argv: str, **kwargs) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "nni_hwnas.warm_trials", *argv], cwd=tmp_path, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=as_nni_starts_trials, **kwargs)
 
     yield env, log, start
     for event in read_log(log):
@@ -84,7 +92,7 @@ def test_warm_trials_pass_signals_on_and_survive_kill_9_of_either_side(standalon
     (Path(env["TMPDIR"]) / "uncaught.py").write_text("import os, time\nprint('child', os.getpid(), flush=True)\ntime.sleep(60)\n")
     for command in ([sys.executable, "uncaught.py"], [sys.executable, "-m", "nni_hwnas.warm_trials", "uncaught.py"]):
         trial = subprocess.Popen(command, cwd=env["TMPDIR"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True)
+                                 text=True, preexec_fn=as_nni_starts_trials)
         first_line_pid(trial)
         trial.send_signal(signal.SIGINT)
         out, err = trial.communicate(timeout=30)

@@ -53,8 +53,8 @@ from experiments.benchmarks.compare_strategies import (  # noqa: E402  (after th
 DEFAULT_OUT = REPO / "experiments" / "benchmarks" / "results" / "multi_fidelity"
 TRAINING = {"batch_size": 64, "learning_rate": 0.05, "lr_schedule": "cosine", "augment": True, "train_subset": None}
 MAX_TRIAL_FACTOR = 5  # an MO-ASHA run stops at this many times the plain run's trials even with CPU left
-#: Per-epoch signals the cache keeps, with their direction: a rung may rank trials by any of them.
-SIGNALS = {"accuracy": True, "train_loss": False, "val_loss": False}
+#: Per-epoch signals the cache keeps (directions from the metric contract): a rung may rank by any.
+SIGNALS = ("accuracy", "train_loss", "val_loss")
 
 
 class _Enough(Exception):
@@ -304,15 +304,17 @@ def fidelity_correlation(cache_file: str | Path, epochs: int) -> dict[str, Any]:
     at epoch r ranking by that signal can tell which trials end best."""
     from scipy.stats import spearmanr
 
+    from nni_hwnas.metrics import direction
+
     path = Path(cache_file)
     entries = json.loads(path.read_text()).get("accuracy", {}) if path.is_file() else {}
     done = [e for e in entries.values() if "failed" not in e and len(e["accuracy"]) >= epochs]
     out: dict[str, Any] = {"architectures": len(done), "spearman_with_final": {}}
-    for name, higher_is_better in SIGNALS.items():
+    for name in SIGNALS:
         have = [e for e in done if len(e.get(name, [])) >= epochs]
         if len(have) < 3:
             continue
-        values = np.array([e[name][:epochs] for e in have], dtype=float) * (1 if higher_is_better else -1)
+        values = np.array([e[name][:epochs] for e in have], dtype=float) * (1 if direction(name) else -1)
         final = np.array([e["accuracy"][epochs - 1] for e in have], dtype=float)
         out["spearman_with_final"][name] = {
             str(r + 1): round(float(spearmanr(values[:, r], final).statistic), 3) for r in range(epochs - 1)}

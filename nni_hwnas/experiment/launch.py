@@ -519,8 +519,9 @@ def _drive(experiment: Any, strategy: Any, prepared: PreparedSearch, *, port: in
             echo(f"nni-hwnas: MO-ASHA stopped {len(stopper.killed)} trial(s) early (rungs {stopper.rule.rungs})"
                  + (" in all, continuing its saved rungs" if stopper.resumed else "")
                  + (f"; {len(stopper.too_late)} more had finished before their stop arrived" if stopper.too_late else ""))
-            if stopper.rule.missing_objective_message():
-                echo(f"nni-hwnas: {stopper.rule.missing_objective_message()}")
+            unjudged = stopper.rule.missing_objective_message()
+            if unjudged:
+                echo(f"nni-hwnas: {unjudged}")
         if hasattr(strategy, "core"):
             write_json(out_dir / "strategy_history.json", {"history": strategy.core.history,
                                                            "pareto": strategy.export_pareto()})

@@ -113,7 +113,7 @@ def run_warm(sock: socket.socket, target: list[str]) -> int | None:
         protocol.send(sock, {"argv": target, "env": dict(os.environ), "cwd": os.getcwd()}, protocol.STANDARD_FDS)
     except OSError:
         if held:  # stopped before anything ran: stop, don't run it cold
-            die_of(held[0])
+            protocol.die_of(held[0])
         return None  # the server closed (it failed to warm up, or left idle) before taking the trial
     sent = True
     for number in held:
@@ -134,18 +134,8 @@ def run_warm(sock: socket.socket, target: list[str]) -> int | None:
             started = True
         elif "exit" in message:
             if message.get("signal"):
-                die_of(int(message["signal"]))
+                protocol.die_of(int(message["signal"]))
             return int(message["exit"])
-
-
-def die_of(number: int) -> None:
-    """End this process by the signal that ended the trial, as the cold trial process would have
-    ended: NNI records a trial killed by a signal as stopped (``EARLY_STOPPED``, ``USER_CANCELED``)
-    but one that exits non-zero as ``FAILED``."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    signal.signal(number, signal.SIG_DFL)
-    os.kill(os.getpid(), number)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

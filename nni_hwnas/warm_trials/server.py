@@ -149,8 +149,7 @@ def become_trial(request: dict, fds: list[int], inherited: list[int]) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
             if died_of is not None:
-                signal.signal(died_of, signal.SIG_DFL)
-                os.kill(os.getpid(), died_of)
+                protocol.die_of(died_of)
         finally:
             os._exit(code)
 
