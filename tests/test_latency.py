@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import types
 import warnings
 
@@ -382,6 +383,46 @@ def test_stale_shipped_style_table_warns_when_loaded_for_prediction(tmp_path):
         warnings.simplefilter("always")
         load_table(load_profile("host-cpu-1t"), path)
     assert any(issubclass(w.category, StaleTableWarning) and "torch_version '0.0.1'" in str(w.message) for w in caught)
+
+
+def test_a_preloaded_table_is_inherited_parsed_and_still_warns_once_in_each_forked_process(tmp_path, monkeypatch):
+    """What a warm-trial server relies on: after ``preload_table`` (no warning there), a forked trial
+    reads no JSON but still warns once, as a cold trial does; a table rewritten on disk is read again."""
+    from nni_hwnas.hardware import costs
+
+    table, _ = hand_made_table()
+    table.header.fingerprint = {**table.header.fingerprint, "torch_version": "0.0.1"}
+    path = table.save(tmp_path / "old.json")
+    profile = load_profile("host-cpu-1t")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        preloaded = costs.preload_table(profile, path)
+    assert not caught
+    reads = []
+    original = LatencyTable.load.__func__
+    monkeypatch.setattr(LatencyTable, "load", classmethod(lambda cls, *a, **k: reads.append(a) or original(cls, *a, **k)))
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the forked trial
+        code = 1
+        try:
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                same = [costs.load_table(profile, path) is preloaded for _ in range(2)]
+            stale = sum(issubclass(w.category, StaleTableWarning) for w in seen)
+            os.write(write_end, json.dumps({"same": same, "stale": stale, "reads": len(reads)}).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert json.loads(os.read(read_end, 1000)) == {"same": [True, True], "stale": 1, "reads": 0}
+    table.header.fingerprint = {**table.header.fingerprint, "torch_version": "0.0.2"}
+    table.save(path)
+    with pytest.warns(StaleTableWarning, match="0.0.2"):
+        assert costs.load_table(profile, path) is not preloaded
+    assert len(reads) == 1
 
 
 def test_disturbed_whole_models_are_remeasured_and_left_out_of_the_fit():

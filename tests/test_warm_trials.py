@@ -27,8 +27,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="wa
 
 SLOW_SCRIPT = """\
 import os, sys, time
-print("child", os.getpid(), flush=True)
-try:
+try:  # the test signals once it reads the line: it may land before the sleep
+    print("child", os.getpid(), flush=True)
     time.sleep(60)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
@@ -156,6 +156,47 @@ def test_a_server_that_cannot_warm_up_leaves_the_trial_to_run_cold(standalone, t
     assert [e["event"] for e in read_log(log)] == ["warm-up failed"]
 
 
+def test_preparing_a_training_config_reads_its_latency_table_and_leaves_nni_unimported():
+    """What the server runs before each fork must not import ``nni``: it reads the trial's
+    environment on import. A fresh interpreter checks it."""
+    code = ("import sys\n"
+            "from nni_hwnas.warm_trials.server import warm_up, prepare\n"
+            "warm_up()\n"
+            "import os\n"
+            f"print(prepare({{'argv': ['-m', 'nni_hwnas.evaluation.hpo_trial', '--config', "
+            f"{str(REPO / 'experiments' / 'quickstart.yaml')!r}], 'env': dict(os.environ), 'cwd': os.getcwd()}}))\n"
+            "print('nni' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    read, nni_imported = done.stdout.strip().splitlines()
+    assert read.startswith("latency table ") and "host-cpu-1t" in read and Path(read.split(" ", 2)[2]).is_file(), read
+    assert nni_imported == "False"
+
+
+def test_a_config_the_server_cannot_prepare_still_reaches_the_trial_which_reports_it(standalone, tmp_path):
+    """The server reads each config's latency table before forking; a broken config fails there
+    (logged once per config version) and the forked trial meets and reports the same error itself."""
+    env, log, start = standalone
+    config = tmp_path / "bad.yaml"
+    config.write_text("dataset: {name: digits}\nevaluator: {kind: no-such-evaluator}\n")
+    trials = [start("--config", str(config)) for _ in range(2)]
+    outputs = [t.communicate(timeout=120) for t in trials]
+    assert [t.returncode for t in trials] == [2, 2], outputs
+    for _, err in outputs:
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("nni-hwnas trial: error: ") and "no-such-evaluator" in last, err
+        assert "Traceback" not in err
+    events = read_log(log)
+    prepared = [e for e in events if e["event"] == "prepared"]
+    assert len(prepared) == 1 and prepared[0]["read"].startswith("failed (UserError: "), prepared
+    assert len([e for e in events if e["event"] == "end" and e["exit"] == 2]) == 2
+    time.sleep(0.01)
+    config.write_text(config.read_text() + "seed: 1\n")  # an edited config is prepared again
+    trial = start("--config", str(config))
+    trial.communicate(timeout=120)
+    assert len([e for e in read_log(log) if e["event"] == "prepared"]) == 2
+
+
 def test_nnictl_experiment_with_warm_trials_reports_what_cold_trials_report(tmp_path):
     env, run = nnictl_runner(tmp_path)
     env["NNI_HWNAS_WARM_IDLE_S"] = "5"
@@ -188,5 +229,15 @@ def test_nnictl_experiment_with_warm_trials_reports_what_cold_trials_report(tmp_
     warm_final = finals[int(record["parameter_id"])]
     for key in ("accuracy", "params", "flops", "peak_mem_kb"):
         assert warm_final[key] == cold_final[key], key
+    # The server read the config's latency table once, before forking; the trials predicted from
+    # that copy what a cold trial reads itself, and still warned as a cold trial does.
+    prepared = [e for e in events if e["event"] == "prepared"]
+    assert len(prepared) == 1 and prepared[0]["read"].startswith("latency table "), prepared
+    assert all(isinstance(ends[e["pid"]]["server_cpu_s"], float) for e in started)
+    assert warm_final["latency_ms"] == cold_final["latency_ms"]
+    if "StaleTableWarning" in cold.stderr:
+        warm_stderr = (log.parent.parent / "environments" / "local-env" / "trials" / job["trialJobId"]
+                       / "trial.stderr").read_text()
+        assert "StaleTableWarning" in warm_stderr
     server = next(e["server_pid"] for e in events if e["event"] == "serving")
     assert wait_until(lambda: not pid_alive(server), 30)  # idle exit once the experiment is over

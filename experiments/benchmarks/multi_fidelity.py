@@ -226,7 +226,7 @@ def hv_within(rows: Sequence[Mapping[str, Any]], curve: np.ndarray, cpu_s: float
 @dataclass(frozen=True)
 class LaunchCharge:
     """CPU a trial launcher costs besides the epochs: ``per_trial_s`` for every trial, ``once_s``
-    once per search (a warm-trial server's start-up)."""
+    once per search (a warm-trial server's start-up and its reading of the config)."""
 
     per_trial_s: float
     once_s: float = 0.0
@@ -331,10 +331,13 @@ def measure_trial_overhead(setup: Mapping[str, Any], rounds: int = 3,
 
     - ``cold``: ``python -m nni_hwnas.evaluation.hpo_trial``, a fresh interpreter per trial.
     - ``warm``: ``python -m nni_hwnas.warm_trials``, the trial forked from a server that has
-      imported torch and our trial code; the client's CPU and the forked trial's (from the server's
-      log) count per trial, and the server's own start-up (``once_s``) once per search.
+      imported torch and our trial code; the client's CPU, the forked trial's and the server's own
+      CPU since the trial before (accepting, forking, reaping; all from the server's log) count per
+      trial, and the server's start-up and its reading of the config (``once_s``) once per search.
 
-    Runs the whole trial for 1 and for 3 epochs on the space's cheapest architecture (the least
+    Each is the command nnictl starts, ``--config`` and all, its parameters handed over by
+    :mod:`experiments.benchmarks.trial_channel` in place of an NNI manager. Runs the whole trial
+    for 1 and for 3 epochs on the space's cheapest architecture (the least
     epoch time, so the least noise) and solves ``cpu(E) = overhead + E x epoch``:
     ``overhead = (3 cpu(1) - cpu(3)) / 2``, median over ``rounds``, the launchers alternating so
     both see the same machine load. Imports, data loading, building the model and its latency
@@ -347,7 +350,7 @@ def measure_trial_overhead(setup: Mapping[str, Any], rounds: int = 3,
 
     import yaml
 
-    from experiments.benchmarks.trial_imports import whole_trial_code
+    from experiments.benchmarks.trial_channel import channel_environment
     from nni_hwnas.warm_trials import protocol
     from search_spaces.registry import make_definition
 
@@ -355,20 +358,22 @@ def measure_trial_overhead(setup: Mapping[str, Any], rounds: int = 3,
     cheapest = json.loads(json.dumps(definition.complete(definition.cheapest_candidates()[0]), default=int))
     training = {k: v for k, v in setup["training"].items() if k != "epochs"}
     workdir = Path(tempfile.mkdtemp(prefix="mf-overhead-"))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(workdir), "NNI_HWNAS_WARM_IDLE_S": "600"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(workdir), "NNI_HWNAS_WARM_IDLE_S": "600",
+           **channel_environment(cheapest)}
     server_log = protocol.log_path(env)
 
-    def trial_cpu(epochs: int, launcher: str) -> float:
+    for epochs in (1, 3):  # written once: a warm server prepares each config once, as in a search
         config = {"name": "mf-overhead", "seed": TRAIN_SEED,
                   "dataset": {"name": setup["dataset"], "data_root": setup["data_root"]},
                   "space": {"preset": setup["preset"]}, "strategy": {"name": "hw_evolution"},
                   "evaluator": {"kind": "train", "epochs": epochs, "threads": 1, **training},
                   "hardware": {"profile": PROFILE}, "experiment": {"max_trials": 1}}
+        (workdir / f"trial_e{epochs}.yaml").write_text(yaml.safe_dump(config))
+
+    def trial_cpu(epochs: int, launcher: str) -> float:
         path = workdir / f"trial_e{epochs}.yaml"
-        path.write_text(yaml.safe_dump(config))
-        script = workdir / f"trial_e{epochs}.py"
-        script.write_text(whole_trial_code(path, cheapest))
-        command = [sys.executable, *(["-m", "nni_hwnas.warm_trials"] if launcher == "warm" else []), str(script)]
+        entry = "nni_hwnas.warm_trials" if launcher == "warm" else "nni_hwnas.evaluation.hpo_trial"
+        command = [sys.executable, "-m", entry, "--config", str(path)]  # what nnictl starts
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _, stderr = proc.communicate()
@@ -383,8 +388,21 @@ def measure_trial_overhead(setup: Mapping[str, Any], rounds: int = 3,
             forked = [e["pid"] for e in events if e["event"] == "start" and e["client_pid"] == proc.pid]
             if not forked:
                 raise SystemExit(f"multi_fidelity: the warm trial ran cold ({stderr.strip()}); see {server_log}")
-            cpu += next(e["cpu_s"] for e in events if e["event"] == "end" and e["pid"] == forked[0])
+            end = next(e for e in events if e["event"] == "end" and e["pid"] == forked[0])
+            cpu += end["cpu_s"] + server_share(events, end)
         return cpu
+
+    def server_share(events: list[dict[str, Any]], end: Mapping[str, Any]) -> float:
+        """The server's own CPU since its previous trial ended (or since it began serving):
+        accepting, forking and reaping this trial. Preparing a config is left out here: a search
+        has one config, prepared once, so that CPU is charged once per search (``once_s``)."""
+        mine = [e for e in events if e.get("server_pid") == end["server_pid"]]
+        before = mine[:mine.index(end)]
+        ends = [i for i, e in enumerate(before) if e["event"] == "end"]
+        start = before[ends[-1]]["server_cpu_s"] if ends else next(
+            e["warm_up_cpu_s"] for e in before if e["event"] == "serving")
+        preparing = sum(e["cpu_s"] for e in before[(ends[-1] + 1) if ends else 0:] if e["event"] == "prepared")
+        return max(0.0, end["server_cpu_s"] - start - preparing)
 
     pairs: dict[str, list[tuple[float, float]]] = {name: [] for name in launchers}
     try:
@@ -398,11 +416,14 @@ def measure_trial_overhead(setup: Mapping[str, Any], rounds: int = 3,
                     os.kill(event["server_pid"], signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-    once = [e["warm_up_cpu_s"] for e in protocol.read_log(server_log) if e["event"] == "serving"]
+    events = protocol.read_log(server_log)
+    prepared = [e["cpu_s"] for e in events if e["event"] == "prepared"]
+    once = [e["warm_up_cpu_s"] + float(np.median(prepared or [0.0])) for e in events if e["event"] == "serving"]
     out = {}
     for name, measured in pairs.items():
         overheads = [(3 * one - three) / 2 for one, three in measured]
-        out[name] = {"overhead_s": round(float(np.median(overheads)), 3), "once_s": once[0] if name == "warm" else 0.0,
+        out[name] = {"overhead_s": round(float(np.median(overheads)), 3),
+                     "once_s": round(once[0], 3) if name == "warm" else 0.0,
                      "rounds": rounds, "architecture": cheapest,
                      "cpu_s_1_and_3_epochs": [[round(a, 3), round(b, 3)] for a, b in measured]}
     return out
@@ -497,7 +518,7 @@ def main() -> int:
         print("CPU outside the epochs (a real nnictl trial of the cheapest architecture, 1 vs 3 epochs, "
               f"{overhead['cold']['rounds']} alternating rounds): cold trials {charges['cold'].per_trial_s:.2f} s "
               f"per trial; warm trials {charges['warm'].per_trial_s:.2f} s per trial + "
-              f"{charges['warm'].once_s:.2f} s once (the server's start-up)", flush=True)
+              f"{charges['warm'].once_s:.2f} s once (the server's start-up and reading the config)", flush=True)
     else:
         charges = {"cold": LaunchCharge(args.trial_overhead_s)}
 

@@ -16,7 +16,7 @@ import torch
 
 from nni_hwnas.budgets import Budgets
 from nni_hwnas.hardware.cost_model import estimate_cost
-from nni_hwnas.data.datasets import load_dataset
+from nni_hwnas.data.datasets import DatasetSplits, load_dataset
 from nni_hwnas.metrics import is_finite_metrics
 from nni_hwnas.evaluation.inheritance import save_trained, start_from_parent
 from nni_hwnas.evaluation.reward import default_value
@@ -69,8 +69,8 @@ def hardware_costs(layer_specs: Sequence, definition: Any, hardware: Mapping[str
     return metrics
 
 
-def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], training: Mapping[str, Any],
-                          seed: int, threads: int = 1, latency_repeats: int = 30,
+def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any] | DatasetSplits,
+                          training: Mapping[str, Any], seed: int, threads: int = 1, latency_repeats: int = 30,
                           on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                           objective: Mapping[str, Any] | None = None, definition: Any = None,
                           hardware: Mapping[str, Any] | None = None,
@@ -81,6 +81,9 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
     parent's saved weights where shapes match (:mod:`nni_hwnas.evaluation.inheritance`), report
     the share of values inherited as ``inherited_fraction``, and save the trained weights.
 
+    ``dataset``: the dataset arguments (``trial_dataset_args``), or splits the caller has loaded
+    already (the nnictl trial loads them to size the space: loading twice cost every trial).
+
     ``on_epoch(epoch, metrics)`` gets, after each epoch, ``default``/``accuracy`` so far plus the
     cost metrics: costs are computed *before* training (they don't depend on the weights), so an
     early-stopping rule over accuracy and cost (MO-ASHA) can judge every intermediate report.
@@ -90,7 +93,7 @@ def evaluate_architecture(layer_specs: Sequence, dataset: Mapping[str, Any], tra
     """
     started = time.perf_counter()
     with torch_threads(threads):
-        data = load_dataset(seed=seed, **dataset)
+        data = dataset if isinstance(dataset, DatasetSplits) else load_dataset(seed=seed, **dataset)
         network = reinitialise(layer_specs, seed)
         costs = hardware_costs(layer_specs, definition, hardware, data.input_shape, network, threads,
                                latency_repeats)

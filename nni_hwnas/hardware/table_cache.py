@@ -67,14 +67,27 @@ def _usable(path: Path | None, profile: DeviceProfile, definition: Any, check_ma
     return (gap is None), (gap or "")
 
 
+#: Why each bundled table is stale here, by (path, mtime, size, profile, threads): every trial asks,
+#: and reading even the header parses the whole JSON (a warm-trial server asks once for its trials).
+_STALE: dict[tuple[str, int, int, str, int], tuple[str, ...]] = {}
+
+
+def _stale_reasons(path: Path, profile: DeviceProfile) -> tuple[str, ...]:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, profile.name, profile.threads)
+    if key not in _STALE:
+        header = LatencyTable.load(path, profile.name, header_only=True)
+        _STALE[key] = tuple(header.stale_reasons(threads=profile.threads))
+    return _STALE[key]
+
+
 def default_table(profile: DeviceProfile) -> Path:
     """The table to read when none is named: the bundled one for an SSH device or where it matches
     this host, else this host's cached one if it exists, else the bundled one (it will warn)."""
     bundled = profile.latency_table
     if profile.remote or bundled is None:
         return bundled  # type: ignore[return-value]
-    if bundled.is_file() and not LatencyTable.load(bundled, profile.name, header_only=True).stale_reasons(
-            threads=profile.threads):
+    if bundled.is_file() and not _stale_reasons(bundled, profile):
         return bundled
     cached = cached_table_path(profile)
     return cached if cached.is_file() else bundled

@@ -18,6 +18,7 @@ if NNI has to SIGKILL it, the server kills the trial.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import sys
@@ -26,7 +27,6 @@ from typing import Sequence
 
 from nni_hwnas.warm_trials import protocol
 
-HPO_TRIAL = ("-m", "nni_hwnas.evaluation.hpo_trial")
 USAGE = ("usage: python -m nni_hwnas.warm_trials --config EXPERIMENT.yaml | -m MODULE [ARGS] | SCRIPT [ARGS]")
 #: Seconds to wait for a just-started server to listen (it binds before it imports anything).
 CONNECT_WAIT_S = 30.0
@@ -36,7 +36,7 @@ def target_argv(argv: Sequence[str]) -> list[str]:
     """What follows ``python`` in the equivalent cold command."""
     argv = list(argv)
     if not argv or argv[0].startswith("-") and argv[0] != "-m":
-        return [*HPO_TRIAL, *argv]
+        return [*protocol.HPO_TRIAL, *argv]
     return argv
 
 
@@ -107,6 +107,12 @@ def run_warm(sock: socket.socket, target: list[str]) -> int | None:
             pass
 
     # Handlers first: the trial may start, and NNI may signal this process, before send() returns.
+    # A signal that lands just before a blocking recv() would wait, unhandled, for the trial's
+    # end; the wakeup pipe wakes the select() below instead, and the handler then runs.
+    wake_read, wake_write = os.pipe()
+    for fd in (wake_read, wake_write):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, forward)
     try:
@@ -120,10 +126,12 @@ def run_warm(sock: socket.socket, target: list[str]) -> int | None:
         forward(number, None)
     started = False
     while True:
-        try:
-            message, _ = protocol.receive(sock)
-        except ConnectionResetError:
-            message = None
+        readable, _, _ = select.select([sock, wake_read], [], [])
+        if wake_read in readable:
+            os.read(wake_read, 64)
+            if sock not in readable:
+                continue  # the handler runs here, before select() is entered again
+        message, _ = protocol.receive(sock)
         if message is None:
             if not started:
                 return None

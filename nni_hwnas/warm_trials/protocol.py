@@ -25,6 +25,8 @@ MAX_MESSAGE = 1 << 20
 #: The client's stdin, stdout and stderr, passed to the server so the forked trial writes where
 #: NNI reads (``trial.stdout`` / ``trial.stderr``).
 STANDARD_FDS = (0, 1, 2)
+#: The training trial's command after ``python``: the server calls it in place and prepares for it.
+HPO_TRIAL = ("-m", "nni_hwnas.evaluation.hpo_trial")
 #: Seconds a server with nothing to run waits before it exits (``NNI_HWNAS_WARM_IDLE_S``).
 DEFAULT_IDLE_S = 120.0
 
@@ -89,8 +91,14 @@ def send(sock: socket.socket, message: Mapping[str, Any], fds: tuple[int, ...] =
 
 
 def receive(sock: socket.socket, max_fds: int = 0) -> tuple[dict | None, list[int]]:
-    """The next message and any descriptors with it; ``(None, [])`` when the peer has gone."""
-    data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, max_fds) if max_fds else (sock.recv(MAX_MESSAGE), [], 0, None)
+    """The next message and any descriptors with it; ``(None, [])`` when the peer has gone.
+
+    A peer killed with data it had not read yet (a ``kill -9`` of a client just sent "started")
+    resets the connection instead of closing it: that is gone too, not an error to crash on."""
+    try:
+        data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, max_fds) if max_fds else (sock.recv(MAX_MESSAGE), [], 0, None)
+    except ConnectionResetError:
+        return None, []
     if not data:
         for fd in fds:
             os.close(fd)
