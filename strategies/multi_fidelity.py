@@ -41,7 +41,7 @@ __all__ = ["MoAsha", "RungStats", "default_rungs", "TIES", "DEFAULT_RUNG_METRIC"
 #: Spearman 0.49-0.61 against 0.19-0.23 over 389-476 fully trained networks). Yet it did not reach the
 #: plain run's final hypervolume sooner: median CPU share 0.61 (6 epochs per trial) and 0.55 (18)
 #: ranking by training loss, against 0.50 and 0.55 by accuracy; it reached it in 19/20 runs against
-#: 16/20, and cost less with trial launches charged at 18 epochs (0.73 against 0.86 cold). Ranking by
+#: 16/20, and cost less with trial launches charged at 18 epochs (0.72 against 0.83 cold). Ranking by
 #: training loss keeps wide fronts whole (loss and latency pull apart), so fewer trials stop; cutting
 #: them by crowding gave 0.51 and 0.58. Validation loss (78 images) was worst: 0.66 at 18 epochs.
 #: None of these differences is beyond the seed-to-seed spread, so the default stays ``accuracy``.
