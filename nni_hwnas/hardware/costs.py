@@ -15,7 +15,7 @@ from search_spaces.layers import LayerSpec
 
 from nni_hwnas.errors import UserError
 from nni_hwnas.hardware.cost_model import estimate_cost
-from nni_hwnas.hardware.latency_table import LatencyTable
+from nni_hwnas.hardware.latency_table import LatencyTable, file_version
 from nni_hwnas.hardware.predictor import LatencyPredictor
 from nni_hwnas.hardware.profiles import BudgetCheck, DeviceProfile
 
@@ -27,14 +27,6 @@ COST_METRICS = ("latency_ms", "params", "flops", "peak_mem_kb", "param_kb")
 _TABLES: dict[tuple[str, str, int, int], LatencyTable] = {}
 #: Which process last warned about each table: a forked trial warns once itself, as a cold one does.
 _WARNED_IN: dict[tuple[str, str, int, int], int] = {}
-
-
-def _table_key(profile: DeviceProfile, path: Path) -> tuple[str, str, int, int]:
-    try:
-        stat = path.stat()
-    except OSError:
-        return profile.name, str(path.resolve()), -1, -1  # LatencyTable.load says what is missing
-    return profile.name, str(path.resolve()), stat.st_mtime_ns, stat.st_size
 
 
 def load_table(profile: DeviceProfile, table: str | Path | LatencyTable | None = None,
@@ -51,7 +43,7 @@ def load_table(profile: DeviceProfile, table: str | Path | LatencyTable | None =
         from nni_hwnas.hardware.table_cache import default_table
 
         table = default_table(profile)
-    key = _table_key(profile, Path(table))
+    key = (profile.name, *file_version(table))
     if key not in _TABLES:
         _TABLES[key] = LatencyTable.load(table, profile.name)
     loaded = _TABLES[key]

@@ -131,6 +131,17 @@ class TableHeader:
         return dataclasses.asdict(self)
 
 
+def file_version(path: str | Path) -> tuple[str, int, int]:
+    """(resolved path, mtime, size) of a file, ``-1`` for a missing one: the key under which a process
+    keeps what it read from the file (a table, a config), so a file rewritten on disk is read again."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return str(path.resolve()), -1, -1
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
 def space_context(definition: Any) -> str:
     """A space at one data shape, e.g. ``conv_net@1x8x8/10``: what fit models and hints are tagged with."""
     shape = "x".join(str(v) for v in definition.input_shape)

@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 from nni_hwnas.errors import UserError
 from nni_hwnas.hardware.fingerprint import fingerprint_id, machine_fingerprint
-from nni_hwnas.hardware.latency_table import LatencyTable, correction_context, profile_command, space_context
+from nni_hwnas.hardware.latency_table import (LatencyTable, correction_context, file_version, profile_command,
+                                              space_context)
 from nni_hwnas.hardware.profiles import DeviceProfile
 
 ON_FIRST_USE = ("profile", "refuse")
@@ -73,8 +74,7 @@ _STALE: dict[tuple[str, int, int, str, int], tuple[str, ...]] = {}
 
 
 def _stale_reasons(path: Path, profile: DeviceProfile) -> tuple[str, ...]:
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, profile.name, profile.threads)
+    key = (*file_version(path), profile.name, profile.threads)
     if key not in _STALE:
         header = LatencyTable.load(path, profile.name, header_only=True)
         _STALE[key] = tuple(header.stale_reasons(threads=profile.threads))

@@ -263,6 +263,8 @@ class WarmTrialServer:
     def prepare_once(self, request: dict, client_pid: int) -> None:
         """:func:`prepare` once per trial command, working directory and config file version."""
         argv = [str(a) for a in request["argv"]]
+        if argv[:2] != list(protocol.HPO_TRIAL):
+            return  # nothing to prepare for other entry points
         key = (request["cwd"], tuple(argv), *self.config_version(argv, request["cwd"]))
         if key in self.prepared:
             return
@@ -277,16 +279,14 @@ class WarmTrialServer:
                       cpu_s=round(time.process_time() - before, 3))
 
     @staticmethod
-    def config_version(argv: list[str], cwd: str) -> tuple[int, int]:
-        """(mtime, size) of the ``--config`` file in ``argv`` ((-1, -1) without one): an edited
+    def config_version(argv: list[str], cwd: str) -> tuple:
+        """Which ``--config`` file ``argv`` names, and its version (``()`` without one): an edited
         config is prepared again."""
+        from nni_hwnas.hardware.latency_table import file_version
+
         if "--config" not in argv[:-1]:
-            return -1, -1
-        try:
-            stat = (Path(cwd) / argv[argv.index("--config") + 1]).stat()
-        except OSError:
-            return -1, -1
-        return stat.st_mtime_ns, stat.st_size
+            return ()
+        return file_version(Path(cwd) / argv[argv.index("--config") + 1])
 
     def from_client(self, pid: int) -> None:
         """A client forwards a signal NNI sent it, or has gone (killed): end the child the same way."""
